@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// Bundles each knode program into one ESM file under dist/ so that start-up loads one file.
+// Native addons (koffi, netlink) stay external and load from node_modules.
+import { build } from 'esbuild';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+// program name -> entry point. Every program knode ships is listed here.
+export const programs = {
+  'knode-lab': 'lab/main.ts',
+};
+
+const banner = [
+  '#!/usr/bin/env node',
+  "import { createRequire as __knodeCreateRequire } from 'node:module';",
+  'const require = __knodeCreateRequire(import.meta.url);',
+].join('\n');
+
+mkdirSync(join(root, 'dist'), { recursive: true });
+const started = Date.now();
+await Promise.all(
+  Object.entries(programs).map(([name, entry]) => {
+    const file = join(root, entry);
+    if (!existsSync(file)) throw new Error(`build: entry point ${entry} of ${name} is missing`);
+    return build({
+      entryPoints: [file],
+      outfile: join(root, 'dist', `${name}.mjs`),
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'esm',
+      sourcemap: 'linked',
+      external: ['koffi', 'netlink'],
+      banner: { js: banner },
+      logLevel: 'warning',
+    });
+  }),
+);
+console.log(`build: ${Object.keys(programs).length} program(s) bundled into dist/ in ${Date.now() - started} ms`);
