@@ -56,9 +56,22 @@ export const underlay = {
   nodeAddress: (index: number): string => `172.31.0.${10 + index}`,
 } as const;
 
-/** Local registries: plain and with basic auth, on loopback for the host. */
+/**
+ * Local registries: plain and with basic auth, on loopback for the host. They
+ * belong to the machine's set-up, not to a lab, so they live outside the lab's
+ * dirs (`lab down` leaves them). The lab serves the same storage to its nodes
+ * from the underlay namespace (`labRegistry`), since a node's 127.0.0.1 is its own.
+ */
 export const registry = {
   plain: { host: '127.0.0.1', port: 5000 },
   auth: { host: '127.0.0.1', port: 5001, user: 'knode', password: 'knode-registry-pass' },
-  storageDir: join(labDataDir, 'registry'),
+  storageDir: process.env.KNODE_REGISTRY_DATA ?? '/var/lib/knode-registry',
+  runDir: process.env.KNODE_REGISTRY_RUN ?? '/run/knode-registry',
+} as const;
+
+/** The registries as lab nodes reach them: on the underlay bridge address, same storage and credentials. */
+export const labRegistry = {
+  plain: `${underlay.bridgeAddress}:${registry.plain.port}`,
+  auth: `${underlay.bridgeAddress}:${registry.auth.port}`,
+  runDir: join(labRunDir, 'registry'),
 } as const;
