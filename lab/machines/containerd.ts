@@ -95,6 +95,9 @@ state = ${q(p.state)}
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # This machine (and unprivileged containers generally) may lack CAP_SYS_RESOURCE: without
+  # this, sandboxes get oom_score_adj -998 and runc fails with "can't get final child's PID".
+  restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
 
   [plugins."io.containerd.grpc.v1.cri".containerd]

@@ -10,133 +10,31 @@
  * mounted under the temp dir, deletes the namespace and the dir.
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { openSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile, mkdir, stat } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { readFile, writeFile, mkdir, stat } from 'node:fs/promises';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile, type ExecResult } from '../../lib/exec.js';
-import { errnoCode } from '../../lib/errors.js';
+import { execFile } from '../../lib/exec.js';
 import { buildImages, archivePath, type BuildResult } from '../../lab/images/build.js';
 import { pushImages, registryImageRef } from '../../lab/images/push.js';
 import { probeRegistry, registryStatus, startRegistry, stopRegistry } from '../../lab/images/registry.js';
 import { imageRefs, registry as labRegistry } from '../../lab/paths.js';
+import { createTestEnv, kill, processes, sleep, startContainerd, waitFor } from '../helpers/containerd.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
   process.exit(0);
 }
 
-const rand = randomBytes(3).toString('hex');
-const netns = `knode-t-${rand}`;
-const netnsPath = `/var/run/netns/${netns}`;
-const tmp = await mkdtemp(join(tmpdir(), `knode-t-images-${rand}-`));
-const children: ChildProcess[] = [];
-let netnsCreated = false;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last !== undefined ? `: ${String(last)}` : ''}`);
-}
-
-/** Run a command inside the test's network namespace. */
-function inNetns(file: string, args: string[], options: { allowFailure?: boolean; timeoutMs?: number } = {}): Promise<ExecResult> {
-  return execFile('nsenter', [`--net=${netnsPath}`, file, ...args], { timeoutMs: options.timeoutMs ?? 60_000, allowFailure: options.allowFailure ?? false });
-}
-
-function curl(url: string, extra: string[] = []): Promise<ExecResult> {
-  return inNetns('curl', ['-s', '--max-time', '3', ...extra, url], { allowFailure: true });
-}
-
-/** Start a daemon in the namespace, logging to a file; it is killed in teardown. */
-async function startDaemon(name: string, file: string, args: string[]): Promise<ChildProcess> {
-  const log = openSync(join(tmp, `${name}.log`), 'a');
-  const child = spawn('nsenter', [`--net=${netnsPath}`, file, ...args], { stdio: ['ignore', log, log] });
-  children.push(child);
-  return child;
-}
-
-interface ProcInfo {
-  pid: number;
-  ppid: number;
-  state: string;
-  cmdline: string;
-}
-
-async function processes(): Promise<ProcInfo[]> {
-  const out: ProcInfo[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const [statText, cmdline] = await Promise.all([readFile(`/proc/${name}/stat`, 'utf8'), readFile(`/proc/${name}/cmdline`, 'utf8')]);
-      const rest = statText.slice(statText.lastIndexOf(')') + 2).split(' ');
-      out.push({ pid: Number(name), state: rest[0]!, ppid: Number(rest[1]), cmdline: cmdline.split('\0').join(' ') });
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT' && errnoCode(err) !== 'ESRCH') throw err;
-    }
-  }
-  return out;
-}
-
-function kill(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch (err) {
-    if (errnoCode(err) !== 'ESRCH') throw err;
-  }
-}
-
-async function teardown(): Promise<void> {
-  // 1. Registries (by their pid files), then daemons' containers: kill what runs under our shims.
+const env = await createTestEnv(t, 'images');
+const { rand, netnsPath, tmp, children, inNetns, curl } = env;
+// Registries first (by their pid files), then the generic teardown kills the rest.
+env.onTeardown(async () => {
   for (const name of ['plain', 'auth']) await stopRegistry(name, { runDir: join(tmp, 'run') }).catch(() => false);
-  let procs = await processes();
-  const ours = procs.filter((p) => p.cmdline.includes(tmp) && p.pid !== process.pid);
-  const shims = ours.filter((p) => p.cmdline.includes('containerd-shim'));
-  for (const shim of shims) for (const p of procs.filter((q) => q.ppid === shim.pid)) kill(p.pid, 'SIGKILL');
-  // 2. Daemons and shims: everything whose command line names the temp dir.
-  for (const child of children) if (child.exitCode === null && child.pid !== undefined) kill(child.pid, 'SIGTERM');
-  for (const p of ours) kill(p.pid, 'SIGTERM');
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    procs = await processes();
-    if (!procs.some((p) => p.cmdline.includes(tmp) && p.pid !== process.pid && p.state !== 'Z')) break;
-    await sleep(100);
-  }
-  for (const p of await processes()) if (p.cmdline.includes(tmp) && p.pid !== process.pid) kill(p.pid, 'SIGKILL');
-  await sleep(200);
-  // 3. Mounts under the temp dir, deepest first.
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  const mounts = mountinfo
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m): m is string => m !== undefined && (m === tmp || m.startsWith(tmp + '/')))
-    .reverse();
-  for (const m of mounts) await execFile('umount', ['-l', m], { allowFailure: true });
-  // 4. Namespace and files.
-  if (netnsCreated) await execFile('ip', ['netns', 'del', netns], { allowFailure: true });
-  await rm(tmp, { recursive: true, force: true });
-}
-t.teardown(teardown);
-
-await execFile('ip', ['netns', 'add', netns]);
-netnsCreated = true;
-await execFile('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+});
+const startDaemon = async (name: string, file: string, args: string[]): Promise<void> => {
+  env.startDaemon(name, file, args);
+};
 
 const outDir = join(tmp, 'images');
 let built: BuildResult | undefined;
@@ -190,26 +88,9 @@ t.test('pause reaps orphans as PID 1 and exits 0 on SIGTERM', async (t) => {
 t.test('containerd: import, run the app and pause, pull from registries', async (t) => {
   if (built === undefined) return t.fail('build failed');
   const images = built;
-  const dir = join(tmp, 'containerd');
-  await mkdir(dir, { recursive: true });
-  const sock = join(dir, 'containerd.sock');
-  const config = [
-    'version = 2',
-    `root = "${dir}/root"`,
-    `state = "${dir}/state"`,
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-    '[grpc]',
-    `  address = "${sock}"`,
-    '[ttrpc]',
-    `  address = "${sock}.ttrpc"`,
-    '',
-  ].join('\n');
-  await writeFile(join(dir, 'config.toml'), config);
-  await startDaemon('containerd', 'containerd', ['--config', join(dir, 'config.toml')]);
-  const ctr = (args: string[], allowFailure = false): Promise<ExecResult> =>
-    inNetns('ctr', ['--address', sock, '-n', 'k8s.io', ...args], { allowFailure });
-  await waitFor('containerd', async () => ((await ctr(['version'], true)).code === 0 ? true : undefined));
-
+  const containerd = await startContainerd(env);
+  const ctr = containerd.ctr;
+  const sock = containerd.socket;
   for (const name of ['pause', 'app'] as const) {
     const r = await ctr(['images', 'import', archivePath(outDir, name, 'oci')]);
     t.match(r.stdout, imageRefs[name], `import names ${imageRefs[name]}`);
