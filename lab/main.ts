@@ -5,12 +5,19 @@
 import { isKnodeError, errorMessage } from '../lib/errors.js';
 import { machineCommands, type LabCommand } from './machines/cli.js';
 import { imageCommands } from './images/cli.js';
+import { main as apiserverMain } from './apiserver/cli.js';
 
 const commands: Record<string, LabCommand> = {
   // Lab machines: network namespaces, runtimes (lab/machines/).
   ...machineCommands,
   // Images (pause, app) and the local registries (lab/images/).
   ...imageCommands,
+  // The lab control plane's apiserver, runnable alone (lab/apiserver/).
+  apiserver: {
+    summary: 'run the lab apiserver in the foreground (HTTPS, kubeconfigs under --data-dir)',
+    usage: 'apiserver [--data-dir DIR] [--listen HOST:PORT[@NETNS]]... [--egress-netns NETNS] [--persist FILE] [--node NAME]... [--service-cidr CIDR]',
+    run: apiserverMain,
+  },
 };
 
 function help(): string {

@@ -1,0 +1,110 @@
+/**
+ * `knode-lab apiserver`: runs the lab apiserver alone until SIGTERM/SIGINT.
+ *   --data-dir DIR          PKI, kubeconfigs (default <labDataDir>/apiserver)
+ *   --listen HOST:PORT      repeatable; default 127.0.0.1:6443
+ *   --service-cidr CIDR     default 10.96.0.0/16
+ *   --persist FILE          keep objects in FILE across restarts
+ *   --token-file FILE       static tokens: token,user,uid,"group1,group2"
+ *   --node NAME             repeatable; writes <data-dir>/nodes/NAME.kubeconfig
+ *   --san NAME|IP           repeatable; extra SANs for the serving certificate
+ *   --node-server URL       server URL written into node kubeconfigs
+ *   --advertise IP:PORT     endpoints of the `kubernetes` service (default: the
+ *                           first non-loopback listen address, else the first)
+ */
+import { join } from 'node:path';
+import { errorMessage, isKnodeError, KnodeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
+import { labDataDir } from '../paths.js';
+import { startApiServer } from './server.js';
+import type { ApiServerOptions } from './server.js';
+
+const log = createLogger({ component: 'apiserver' });
+
+export function parseArgs(argv: string[]): ApiServerOptions {
+  const opts: ApiServerOptions = { dataDir: join(labDataDir, 'apiserver'), listen: [], nodes: [], extraSANs: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = (): string => {
+      if (inline !== undefined) return inline;
+      const v = argv[++i];
+      if (v === undefined) throw new KnodeError('USAGE', `${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--data-dir':
+        opts.dataDir = value();
+        break;
+      case '--listen':
+        opts.listen!.push(value());
+        break;
+      case '--service-cidr':
+        opts.serviceCIDR = value();
+        break;
+      case '--persist':
+        opts.persistPath = value();
+        break;
+      case '--token-file':
+        opts.tokenFile = value();
+        break;
+      case '--node':
+        opts.nodes!.push(value());
+        break;
+      case '--san':
+        opts.extraSANs!.push(value());
+        break;
+      case '--node-server':
+        opts.nodeServerUrl = value();
+        break;
+      case '--advertise': {
+        const v = value();
+        const m = v.match(/^(\d{1,3}(?:\.\d{1,3}){3}):(\d+)$/);
+        if (!m) throw new KnodeError('USAGE', `--advertise needs IPv4:PORT, got "${v}"`);
+        opts.advertise = { ip: m[1]!, port: Number(m[2]) };
+        break;
+      }
+      default:
+        throw new KnodeError('USAGE', `unknown argument "${arg}"`);
+    }
+  }
+  return opts;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let opts: ApiServerOptions;
+  try {
+    opts = parseArgs(argv);
+  } catch (err) {
+    if (isKnodeError(err, 'USAGE')) {
+      process.stderr.write(`knode-lab apiserver: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  let server;
+  try {
+    server = await startApiServer(opts);
+  } catch (err) {
+    log.error('cannot start the apiserver', { err });
+    process.stderr.write(`knode-lab apiserver: ${errorMessage(err)}\n`);
+    return 1;
+  }
+  process.stdout.write(`apiserver listening on ${server.urls.join(', ')}\nadmin kubeconfig: ${server.adminKubeconfig}\n`);
+  const running = server;
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info('stopping', { signal });
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      running.close().then(resolve, (err: unknown) => {
+        log.error('error while stopping', { err });
+        resolve();
+      });
+    };
+    const onTerm = (): void => stop('SIGTERM');
+    const onInt = (): void => stop('SIGINT');
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+  });
+  return 0;
+}
