@@ -11,6 +11,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // program name -> entry point. Every program knode ships is listed here.
 export const programs = {
   'knode-lab': 'lab/main.ts',
+  'knode-bridge': 'cni/bin/knode-bridge.ts',
+  'knode-host-local': 'cni/bin/knode-host-local.ts',
+  'knode-loopback': 'cni/bin/knode-loopback.ts',
 };
 
 const banner = [
