@@ -53,6 +53,9 @@ export function parseArgs(argv: string[]): ApiServerOptions {
       case '--san':
         opts.extraSANs!.push(value());
         break;
+      case '--egress-netns':
+        opts.egressNetns = value();
+        break;
       case '--node-server':
         opts.nodeServerUrl = value();
         break;

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { KnodeError, errorMessage, isKnodeError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
+import { enterNetns, listenTcpInNetns } from '../../lib/netns-daemon.js';
 import { authorize, bearerToken, forbiddenMessage, parseTokenFile, userFromCertSubject, withAuthenticated } from './auth.js';
 import { review } from './reviews.js';
 import type { Attributes, User } from './auth.js';
@@ -60,6 +61,8 @@ export interface ApiServerOptions {
   nodes?: string[];
   /** Extra SANs for the serving certificate (e.g. 172.31.0.1). */
   extraSANs?: string[];
+  /** Network namespace (path) the process moves into after binding, for its outgoing connections. */
+  egressNetns?: string;
   /** URL written into node kubeconfigs; default: the first listen address. */
   nodeServerUrl?: string;
   /** Address and port of the `kubernetes` service's endpoints; default: the first listen address. */
@@ -91,10 +94,14 @@ export function nodeKubeconfigPath(dataDir: string, node: string): string {
   return join(dataDir, 'nodes', `${node}.kubeconfig`);
 }
 
-function parseListen(s: string): { host: string; port: number } {
-  const m = s.match(/^\[?([^\]]+?)\]?:(\d+)$/);
-  if (!m) throw new KnodeError('INVALID_LISTEN', `listen address "${s}" must be host:port`);
-  return { host: m[1]!, port: Number(m[2]) };
+/** host:port, optionally @<netns path> to bind inside another network namespace. */
+export function parseListen(s: string): { host: string; port: number; netns?: string } {
+  const at = s.indexOf('@');
+  const addr = at === -1 ? s : s.slice(0, at);
+  const netns = at === -1 ? undefined : s.slice(at + 1);
+  const m = addr.match(/^\[?([^\]]+?)\]?:(\d+)$/);
+  if (!m || netns === '') throw new KnodeError('INVALID_LISTEN', `listen address "${s}" must be host:port[@netns-path]`);
+  return { host: m[1]!, port: Number(m[2]), ...(netns ? { netns } : {}) };
 }
 
 function sendJson(res: ServerResponse, code: number, body: unknown): void {
@@ -503,16 +510,20 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       );
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(l.port, l.host, () => {
+        const onListening = (): void => {
           server.off('error', reject);
           resolve();
-        });
+        };
+        if (l.netns) server.listen({ fd: listenTcpInNetns(l.netns, l.host, l.port) }, onListening);
+        else server.listen(l.port, l.host, onListening);
       });
       servers.push(server);
       const addr = server.address() as AddressInfo;
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       urls.push(`https://${host}:${addr.port}`);
     }
+    // From here on, outgoing connections (e.g. pods/log to a kubelet) are made in the egress namespace.
+    if (options.egressNetns) enterNetns(options.egressNetns);
     const first = new URL(urls[0]!);
     serverAddress = first.host;
     // The `kubernetes` service points at the first address pods can reach (not loopback) if any.

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { KnodeError } from '../../lib/errors.js';
 import { labDataDir, labRegistry, labRunDir, registry, underlay, underlayNetns } from '../paths.js';
 import { startRegistry } from '../images/registry.js';
+import { controlPlanePaths, controlPlanePid, ensureControlPlane } from './control-plane.js';
 import { findLeftovers, isClean, labNetnsNames, teardownLab, type StepRunner } from './cleanup.js';
 import { isRuntimeKind, labNode, netnsPath, runtimeKinds, type LabNode, type RuntimeKind } from './layout.js';
 import { inNetns, runInherited } from './proc.js';
@@ -145,6 +146,10 @@ async function up(argv: string[]): Promise<number> {
     }
   });
 
+  await step(`control plane: apiserver on ${controlPlanePaths.hostUrl} (host) and ${controlPlanePaths.labUrl} (lab)`, async () => {
+    if ((await ensureControlPlane(machines)).started) changed = true;
+  });
+
   await step(`runtime: ${runtime} on ${machines.map((m) => m.name).join(', ')}`, () =>
     Promise.all(
       machines.map(async (node, i) => {
@@ -241,13 +246,19 @@ async function status(argv: string[]): Promise<number> {
       images: m.images,
     });
   }
-  const healthy = present.has(renderTopology({ nodes: state.nodes }).underlay.netns) && rows.every((r) => r.netnsPresent && r.alive && r.answering);
+  const apiserverPid = await controlPlanePid();
+  const healthy =
+    present.has(renderTopology({ nodes: state.nodes }).underlay.netns) && apiserverPid !== undefined && rows.every((r) => r.netnsPresent && r.alive && r.answering);
   if (json) {
-    process.stdout.write(JSON.stringify({ up: true, phase: state.phase, healthy, nodes: rows }, null, 2) + '\n');
+    const apiserver = { pid: apiserverPid, alive: apiserverPid !== undefined, hostUrl: controlPlanePaths.hostUrl, labUrl: controlPlanePaths.labUrl };
+    process.stdout.write(JSON.stringify({ up: true, phase: state.phase, healthy, apiserver, nodes: rows }, null, 2) + '\n');
     return healthy ? 0 : 1;
   }
   process.stdout.write(`lab: ${state.phase}, ${state.nodes} node(s), ${state.runtime}, ${healthy ? 'healthy' : 'NOT healthy'}\n`);
   process.stdout.write(`underlay: ${underlay.cidr} on ${underlay.bridge} in ${renderTopology({ nodes: 1 }).underlay.netns}\n`);
+  process.stdout.write(
+    `apiserver: pid ${apiserverPid ?? '-'} ${apiserverPid !== undefined ? 'alive' : 'DEAD'}  ${controlPlanePaths.hostUrl} (host), ${controlPlanePaths.labUrl} (lab)  kubeconfig ${controlPlanePaths.adminKubeconfig}\n`,
+  );
   for (const r of rows) {
     process.stdout.write(
       `${r.node}  ${r.address}  netns ${r.netns}${r.netnsPresent ? '' : ' (MISSING)'}  ${r.runtime} pid ${r.pid ?? '-'} ${r.alive ? 'alive' : 'DEAD'}  ` +
@@ -283,6 +294,7 @@ async function env(argv: string[]): Promise<number> {
     ['KNODE_LAB_DATA', labDataDir],
     ['KNODE_LAB_RUNTIME', state.runtime],
     ['KNODE_LAB_NODES', String(state.nodes)],
+    ['KUBECONFIG', controlPlanePaths.adminKubeconfig],
   ];
   for (const m of state.machines) {
     const v = rt.envVar(parseNodeArg(m.name));

@@ -16,6 +16,7 @@ import { dockerdArgs, dockerdPaths } from '../../lab/machines/dockerd.js';
 import { isLabNetnsName, labCgroupParent, labNode, stateFile, type RuntimeKind } from '../../lab/machines/layout.js';
 import { _internal } from '../../lab/machines/cleanup.js';
 import { renderTopology } from '../../lab/machines/topology.js';
+import { controlPlanePaths } from '../../lab/machines/control-plane.js';
 
 const labScript = join(repoRoot, 'scripts/lab');
 const runtimeKinds: RuntimeKind[] = ['containerd', 'docker'];
@@ -212,6 +213,16 @@ for (const runtime of runtimeKinds) {
     t.not(fromRoot.code, 0, 'the app is not on the root namespace loopback');
 
     await pullFromLabRegistries(t, runtime);
+
+    // The control plane: kubectl from the host with the env's KUBECONFIG, and from inside a node with its own kubeconfig.
+    const kubeconfig = /^export KUBECONFIG=(\S+)$/m.exec(env.stdout)?.[1];
+    t.equal(kubeconfig, controlPlanePaths.adminKubeconfig, 'env prints KUBECONFIG of the lab admin');
+    const fromHost = await execFile('kubectl', ['--kubeconfig', controlPlanePaths.adminKubeconfig, 'get', 'nodes,pods', '-A'], { allowFailure: true });
+    t.equal(fromHost.code, 0, 'kubectl get nodes,pods -A works from the host', { stderr: fromHost.stderr });
+    const ns = await execFile('kubectl', ['--kubeconfig', controlPlanePaths.adminKubeconfig, 'get', 'namespaces', '-o', 'name'], { allowFailure: true });
+    t.match(ns.stdout, /namespace\/kube-node-lease/, 'the apiserver serves the system namespaces');
+    const fromNode = await inNode('node-2', ['kubectl', '--kubeconfig', controlPlanePaths.nodeKubeconfig('node-2'), 'get', '--raw', '/api/v1/namespaces/default']);
+    t.equal(fromNode.code, 0, `node-2 reaches the apiserver at ${controlPlanePaths.labUrl} with its node credentials`, { stderr: fromNode.stderr });
 
     const ping = await inNode('node-1', [...pingCmd, '-c', '1', '-W', '2', underlay.nodeAddress(2)]);
     t.equal(ping.code, 0, `node-1 pings node-2 (${underlay.nodeAddress(2)})`);
