@@ -26,6 +26,12 @@ export function summarise(text) {
   let currentFile = '';
   let fileInnerFailed = 0;
   for (const line of text.split('\n')) {
+    // tap announces each file before its points: "# Subtest: test/unit/x.test.ts".
+    const announced = /^# Subtest: (\S+)/.exec(line);
+    if (announced) {
+      currentFile = announced[1];
+      continue;
+    }
     const inner = /^ {4}(not ok|ok) \d+(?: - (.*))?$/.exec(line);
     if (inner) {
       const ok = inner[1] === 'ok';
