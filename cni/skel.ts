@@ -4,7 +4,8 @@
  * Design notes
  * - `invokePlugin` is a pure-ish function of (env, stdin) → (exit code, stdout text) so that the
  *   whole env/stdin contract (required variables, version negotiation, error JSON and codes) is
- *   unit-tested without processes; `runPlugin` binds it to the real process.
+ *   unit-tested without processes; `runPlugin` binds it to the real process, and the CNI daemon
+ *   (cni/daemon/) calls it with a request's env and stdin and a logger that captures stderr.
  * - stdout carries exactly one JSON document (result, version info or error); logs go to
  *   stderr through lib/log.ts.
  * - Every runtime-supplied name that could end up in a path (container ID, interface name,
@@ -210,9 +211,12 @@ async function readStdin(): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** Entry point for a plugin program: reads env and stdin, writes stdout, sets the exit code. */
-export async function runPlugin(plugin: CniPlugin): Promise<void> {
-  const stdin = process.env.CNI_COMMAND === 'VERSION' && process.stdin.isTTY ? Buffer.alloc(0) : await readStdin();
+/**
+ * Entry point for a plugin program: reads env and stdin, writes stdout, sets the exit code.
+ * `stdin` is given when the caller read it already (the daemon shim, cni/daemon/shim.ts).
+ */
+export async function runPlugin(plugin: CniPlugin, stdinRead?: Buffer): Promise<void> {
+  const stdin = stdinRead ?? (process.env.CNI_COMMAND === 'VERSION' && process.stdin.isTTY ? Buffer.alloc(0) : await readStdin());
   const outcome = await invokePlugin(plugin, process.env, stdin);
   if (outcome.stdout !== '') process.stdout.write(outcome.stdout + '\n');
   process.exitCode = outcome.exitCode;
