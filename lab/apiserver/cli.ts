@@ -10,8 +10,15 @@
  *   --node-server URL       server URL written into node kubeconfigs
  *   --advertise IP:PORT     endpoints of the `kubernetes` service (default: the
  *                           first non-loopback listen address, else the first)
+ *   --listen HOST:PORT@NS   bind inside the network namespace at path NS
+ *   --egress-netns NS       make outgoing connections (to kubelets) from NS
+ *   --controllers           also run the lab controllers (lab/controllers) in this process
+ *   --cluster-cidr CIDR     pod CIDR the node-ipam controller splits (default 10.244.0.0/16)
  */
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { startControllers, type RunningControllers } from '../controllers/index.js';
 import { errorMessage, isKnodeError, KnodeError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { labDataDir } from '../paths.js';
@@ -20,8 +27,13 @@ import type { ApiServerOptions } from './server.js';
 
 const log = createLogger({ component: 'apiserver' });
 
-export function parseArgs(argv: string[]): ApiServerOptions {
-  const opts: ApiServerOptions = { dataDir: join(labDataDir, 'apiserver'), listen: [], nodes: [], extraSANs: [] };
+/** The apiserver's options, plus the lab controllers to run in the same process (`--controllers`). */
+export type ApiServerArgs = ApiServerOptions & { controllers?: { clusterCIDR?: string } };
+
+export function parseArgs(argv: string[]): ApiServerArgs {
+  const opts: ApiServerArgs = { dataDir: join(labDataDir, 'apiserver'), listen: [], nodes: [], extraSANs: [] };
+  let clusterCIDR: string | undefined;
+  let controllers = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -53,6 +65,12 @@ export function parseArgs(argv: string[]): ApiServerOptions {
       case '--san':
         opts.extraSANs!.push(value());
         break;
+      case '--controllers':
+        controllers = true;
+        break;
+      case '--cluster-cidr':
+        clusterCIDR = value();
+        break;
       case '--egress-netns':
         opts.egressNetns = value();
         break;
@@ -70,11 +88,24 @@ export function parseArgs(argv: string[]): ApiServerOptions {
         throw new KnodeError('USAGE', `unknown argument "${arg}"`);
     }
   }
+  if (clusterCIDR !== undefined && !controllers) throw new KnodeError('USAGE', '--cluster-cidr needs --controllers');
+  if (controllers) opts.controllers = clusterCIDR === undefined ? {} : { clusterCIDR };
   return opts;
 }
 
+/** A kubeconfig like the admin's but pointing at `server` (the URL this process can reach). */
+async function writeSelfKubeconfig(adminKubeconfig: string, server: string, path: string): Promise<void> {
+  const doc: unknown = parseYaml(await readFile(adminKubeconfig, 'utf8'));
+  const clusters = (doc as { clusters?: { cluster?: { server?: string } }[] }).clusters;
+  if (!Array.isArray(clusters) || clusters.length === 0 || !clusters[0]?.cluster) {
+    throw new KnodeError('KUBECONFIG_INVALID', `${adminKubeconfig} has no cluster`);
+  }
+  for (const c of clusters) if (c.cluster) c.cluster.server = server;
+  await writeFile(path, stringifyYaml(doc), { mode: 0o600 });
+}
+
 export async function main(argv: string[]): Promise<number> {
-  let opts: ApiServerOptions;
+  let opts: ApiServerArgs;
   try {
     opts = parseArgs(argv);
   } catch (err) {
@@ -93,13 +124,29 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   process.stdout.write(`apiserver listening on ${server.urls.join(', ')}\nadmin kubeconfig: ${server.adminKubeconfig}\n`);
+  let controllers: RunningControllers | undefined;
+  if (opts.controllers) {
+    try {
+      const kubeconfigPath = join(opts.dataDir, 'controllers.kubeconfig');
+      await writeSelfKubeconfig(server.adminKubeconfig, server.selfUrl, kubeconfigPath);
+      controllers = await startControllers({ kubeconfigPath, ...(opts.controllers.clusterCIDR ? { clusterCIDR: opts.controllers.clusterCIDR } : {}) });
+      process.stdout.write(`controllers running (scheduler, endpointslice, node-ipam, replicaset, deployment, garbage collector) against ${server.selfUrl}\n`);
+    } catch (err) {
+      log.error('cannot start the controllers', { err });
+      await server.close();
+      return 1;
+    }
+  }
   const running = server;
+  const runningControllers = controllers;
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log.info('stopping', { signal });
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
-      running.close().then(resolve, (err: unknown) => {
+      (runningControllers ? runningControllers.stop() : Promise.resolve())
+        .then(() => running.close())
+        .then(resolve, (err: unknown) => {
         log.error('error while stopping', { err });
         resolve();
       });

@@ -77,6 +77,8 @@ export interface ApiServerOptions {
 
 export interface ApiServer {
   urls: string[];
+  /** A URL this process itself can reach (in its egress namespace when it has one), e.g. for in-process controllers. */
+  selfUrl: string;
   adminKubeconfig: string;
   pki: Pki;
   rest: Rest;
@@ -502,6 +504,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
   const servers: Server[] = [];
   const urls: string[] = [];
+  let selfUrl = '';
   try {
     for (const l of listens) {
       const server = createHttpsServer(
@@ -524,6 +527,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     }
     // From here on, outgoing connections (e.g. pods/log to a kubelet) are made in the egress namespace.
     if (options.egressNetns) enterNetns(options.egressNetns);
+    const egressIndex = options.egressNetns ? listens.findIndex((l) => l.netns === options.egressNetns) : -1;
+    selfUrl = urls[egressIndex === -1 ? 0 : egressIndex]!;
     const first = new URL(urls[0]!);
     serverAddress = first.host;
     // The `kubernetes` service points at the first address pods can reach (not loopback) if any.
@@ -559,6 +564,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const finalRest = rest;
   return {
     urls,
+    selfUrl,
     adminKubeconfig,
     pki,
     rest: finalRest,

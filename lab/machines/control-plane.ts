@@ -2,7 +2,9 @@
  * The lab's control plane as a daemon: the knode-lab apiserver, started from
  * the root namespace so that it binds the host's 127.0.0.1:6443 (for kubectl),
  * then binds 172.31.0.1:6443 inside the underlay namespace (for the lab nodes)
- * and makes its outgoing connections (to kubelets) from there.
+ * and makes its outgoing connections (to kubelets) from there. The lab
+ * controllers (scheduler, endpointslice, node-ipam, replicaset, deployment,
+ * garbage collector) run in the same process, as clients of the lab URL.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -40,6 +42,7 @@ export function apiserverArgs(nodes: readonly LabNode[]): string[] {
     '--listen', `${underlay.bridgeAddress}:${apiserverPort}@${underlayPath}`,
     '--egress-netns', underlayPath,
     '--node-server', controlPlanePaths.labUrl,
+    '--controllers',
     ...nodes.flatMap((n) => ['--node', n.name]),
   ];
 }

@@ -221,6 +221,15 @@ for (const runtime of runtimeKinds) {
     t.equal(fromHost.code, 0, 'kubectl get nodes,pods -A works from the host', { stderr: fromHost.stderr });
     const ns = await execFile('kubectl', ['--kubeconfig', controlPlanePaths.adminKubeconfig, 'get', 'namespaces', '-o', 'name'], { allowFailure: true });
     t.match(ns.stdout, /namespace\/kube-node-lease/, 'the apiserver serves the system namespaces');
+    // The controllers run with the apiserver: a Deployment becomes a ReplicaSet and pods (Pending: no kubelet yet).
+    const kc = ['--kubeconfig', controlPlanePaths.adminKubeconfig];
+    const created = await execFile('kubectl', [...kc, 'create', 'deployment', 'e2e-web', '--image', imageRefs.app, '--replicas', '2'], { allowFailure: true });
+    t.equal(created.code, 0, 'kubectl create deployment', { stderr: created.stderr });
+    const pods = await retry(async () => {
+      const r = await execFile('kubectl', [...kc, 'get', 'pods', '-l', 'app=e2e-web', '-o', 'name'], { allowFailure: true });
+      return r.stdout.trim().split('\n').filter(Boolean).length === 2 ? r : { ...r, code: 1 };
+    }, 15_000);
+    t.equal(pods.code, 0, 'the deployment controller and the replicaset controller made 2 pods', { stdout: pods.stdout });
     const fromNode = await inNode('node-2', ['kubectl', '--kubeconfig', controlPlanePaths.nodeKubeconfig('node-2'), 'get', '--raw', '/api/v1/namespaces/default']);
     t.equal(fromNode.code, 0, `node-2 reaches the apiserver at ${controlPlanePaths.labUrl} with its node credentials`, { stderr: fromNode.stderr });
 
