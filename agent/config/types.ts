@@ -1,0 +1,59 @@
+/**
+ * The agent's resolved configuration: flags over the config file over defaults.
+ * Durations are milliseconds, sizes are numbers; everything is validated.
+ */
+import type { LogLevel } from '../../lib/log.js';
+
+export type TaintEffect = 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+
+export interface Taint {
+  key: string;
+  value?: string;
+  effect: TaintEffect;
+}
+
+export interface AgentConfig {
+  /** Path of the kubeconfig; undefined = standalone (no apiserver). */
+  kubeconfig: string | undefined;
+  /** The config file the values came from, if any. */
+  configFile: string | undefined;
+  /** The Node's name: --hostname-override, else the machine's hostname, lower-cased. */
+  nodeName: string;
+  hostnameOverride: string | undefined;
+  /** --node-ip (one address per family at most). */
+  nodeIPs: string[];
+  /** unix:///path/to.sock */
+  containerRuntimeEndpoint: string;
+  podManifestPath: string | undefined;
+  rootDir: string;
+  clusterDNS: string[];
+  clusterDomain: string;
+  nodeLabels: Record<string, string>;
+  registerWithTaints: Taint[];
+  registerNode: boolean;
+  maxPods: number;
+  /** How often the node status is computed (nodeStatusUpdateFrequency, 10 s). */
+  nodeStatusUpdateFrequencyMs: number;
+  /** Status is written at least this often even when unchanged (nodeStatusReportFrequency, 5 min). */
+  nodeStatusReportFrequencyMs: number;
+  /** Lease duration (nodeLeaseDurationSeconds, 40); renewed every quarter of it. */
+  nodeLeaseDurationSeconds: number;
+  logLevel: LogLevel;
+}
+
+export const defaultConfig = {
+  containerRuntimeEndpoint: 'unix:///run/containerd/containerd.sock',
+  rootDir: '/var/lib/knode',
+  clusterDomain: 'cluster.local',
+  maxPods: 110,
+  nodeStatusUpdateFrequencyMs: 10_000,
+  nodeStatusReportFrequencyMs: 5 * 60_000,
+  nodeLeaseDurationSeconds: 40,
+  registerNode: true,
+  logLevel: 'info',
+} as const satisfies Partial<AgentConfig>;
+
+/** Renew interval of the node Lease: a quarter of its duration, as upstream (10 s for 40 s). */
+export function leaseRenewIntervalMs(config: Pick<AgentConfig, 'nodeLeaseDurationSeconds'>): number {
+  return config.nodeLeaseDurationSeconds * 250;
+}
