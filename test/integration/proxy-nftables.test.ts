@@ -6,11 +6,11 @@
  * httpd backends in two "pod" namespaces. See proxy/testing/topology.ts for the layout.
  */
 import t from 'tap';
-import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { ChangeTracker } from '../../proxy/changes.js';
 import { NftablesBackend } from '../../proxy/backends/nftables/backend.js';
 import { nftPort, type NftPort } from '../../proxy/backends/nftables/apply.js';
-import { createTopology, type Topology } from '../../proxy/testing/topology.js';
+import { createTopology } from '../../proxy/testing/topology.js';
+import { endpoints, hits, service } from '../../proxy/testing/fixtures.js';
 import { isKnodeError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 
@@ -20,28 +20,6 @@ if (process.getuid?.() !== 0) {
 }
 
 const quiet = createLogger({ component: 'test', write: () => undefined });
-
-function service(name: string, clusterIP: string, extra: Partial<NonNullable<V1Service['spec']>> = {}): V1Service {
-  return { metadata: { namespace: 'default', name }, spec: { clusterIP, ports: [{ name: 'http', port: 80 }], ...extra } };
-}
-function endpoints(name: string, ips: string[]): V1EndpointSlice {
-  return {
-    metadata: { namespace: 'default', name: `${name}-abc`, labels: { 'kubernetes.io/service-name': name } },
-    addressType: 'IPv4',
-    endpoints: ips.map((ip) => ({ addresses: [ip], nodeName: 'node1', conditions: { ready: true } })),
-    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-  };
-}
-
-async function hits(topo: Topology, role: 'client' | 'node', url: string, n: number): Promise<Map<string, number>> {
-  const seen = new Map<string, number>();
-  for (let i = 0; i < n; i++) {
-    const r = await topo.get(role, url);
-    const key = r.ok ? r.body : `error: ${r.body}`;
-    seen.set(key, (seen.get(key) ?? 0) + 1);
-  }
-  return seen;
-}
 
 t.test('nftables backend in a throw-away node namespace', { timeout: 120_000 }, async (t) => {
   const topo = await createTopology();
