@@ -14,6 +14,8 @@ export const programs = {
   'knode-bridge': 'cni/bin/knode-bridge.ts',
   'knode-host-local': 'cni/bin/knode-host-local.ts',
   'knode-loopback': 'cni/bin/knode-loopback.ts',
+  'knode-portmap': 'cni/bin/knode-portmap.ts',
+  'knode-flannel': 'cni/bin/knode-flannel.ts',
   'knode-proxy': 'proxy/main.ts',
   'knode-cni-daemon': 'cni/bin/knode-cni-daemon.ts',
 };

@@ -1,7 +1,7 @@
-// knode-cni-daemon: serves knode-bridge, knode-host-local and knode-loopback requests from the
-// plugin shims over a unix socket (cni/daemon/). Run it as root in the node's network namespace
-// (the namespace containerd runs the plugins in); callers from other namespaces fall back to
-// in-process work.
+// knode-cni-daemon: serves knode-bridge, knode-host-local, knode-loopback, knode-portmap and
+// knode-flannel requests from the plugin shims over a unix socket (cni/daemon/). Run it as root in
+// the node's network namespace (the namespace containerd runs the plugins in); callers from other
+// namespaces fall back to in-process work.
 //   knode-cni-daemon [--socket PATH] [--request-timeout-ms N]
 // The socket defaults to $KNODE_CNI_SOCKET, else /run/knode/cni.sock.
 import { parseArgs } from 'node:util';
@@ -10,6 +10,8 @@ import { errorMessage } from '../../lib/errors.js';
 import { bridgePlugin } from '../bridge.js';
 import { hostLocalPlugin } from '../ipam/host-local.js';
 import { loopbackPlugin } from '../loopback.js';
+import { portmapPlugin } from '../portmap.js';
+import { flannelPlugin } from '../flannel.js';
 import { CniDaemon, DEFAULT_REQUEST_TIMEOUT_MS } from '../daemon/server.js';
 import { checkPeer } from '../daemon/peer.js';
 import { socketPathFromEnv } from '../daemon/protocol.js';
@@ -44,7 +46,13 @@ koffiModule();
 // The daemon's own env must not leak CNI_* into requests (server.ts removes them anyway).
 const daemon = new CniDaemon({
   socketPath: values.socket ?? socketPathFromEnv(process.env),
-  plugins: { 'knode-bridge': bridgePlugin, 'knode-host-local': hostLocalPlugin, 'knode-loopback': loopbackPlugin },
+  plugins: {
+    'knode-bridge': bridgePlugin,
+    'knode-host-local': hostLocalPlugin,
+    'knode-loopback': loopbackPlugin,
+    'knode-portmap': portmapPlugin,
+    'knode-flannel': flannelPlugin,
+  },
   requestTimeoutMs,
   log,
   checkPeer,

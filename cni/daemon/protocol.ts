@@ -21,7 +21,7 @@ export const SOCKET_ENV = 'KNODE_CNI_SOCKET';
 /** Largest request the daemon reads; a CNI config with a prevResult is a few KiB. */
 export const MAX_REQUEST_BYTES = 1 << 20;
 
-export const DAEMON_PLUGINS = ['knode-bridge', 'knode-host-local', 'knode-loopback'] as const;
+export const DAEMON_PLUGINS = ['knode-bridge', 'knode-host-local', 'knode-loopback', 'knode-portmap', 'knode-flannel'] as const;
 export type DaemonPluginName = (typeof DAEMON_PLUGINS)[number];
 
 /** The environment variables a request may carry. */
