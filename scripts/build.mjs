@@ -18,6 +18,7 @@ export const programs = {
   'knode-flannel': 'cni/bin/knode-flannel.ts',
   'knode-proxy': 'proxy/main.ts',
   'knode-cni-daemon': 'cni/bin/knode-cni-daemon.ts',
+  'knode-agent': 'agent/main.ts',
 };
 
 const banner = [

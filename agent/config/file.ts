@@ -29,6 +29,12 @@ function str(v: unknown): string {
   return v;
 }
 
+function absolutePath(v: unknown): string {
+  const s = str(v);
+  if (!s.startsWith('/')) throw new Error(`"${s}" must be an absolute path`);
+  return s;
+}
+
 function positiveInt(v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new Error('must be a positive integer');
   return v;
@@ -74,6 +80,8 @@ const fields: Record<string, FieldParser> = {
   },
   containerRuntimeEndpoint: (v, l) => void (l.containerRuntimeEndpoint = parseUnixEndpoint(str(v))),
   logging: (v, l) => void (l.logLevel = verbosity(v)),
+  cgroupRoot: (v, l) => void (l.cgroupRoot = absolutePath(v)),
+  podLogsDir: (v, l) => void (l.podLogsDir = absolutePath(v)),
 };
 
 export function parseConfigFile(text: string, source = 'config file'): FileResult {

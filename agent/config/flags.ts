@@ -28,6 +28,11 @@ function nonEmpty(value: string): string {
   return value;
 }
 
+function absolute(value: string): string {
+  if (!value.startsWith('/')) throw new Error(`"${value}" must be an absolute path`);
+  return value;
+}
+
 function verbosityToLevel(v: number): LogLevel {
   return v >= 4 ? 'debug' : 'info';
 }
@@ -67,6 +72,9 @@ export const flagSpecs: Record<string, FlagSpec> = {
     help: 'How often the node status is computed (default 10s).',
     apply: (v, l) => void (l.nodeStatusUpdateFrequencyMs = parseDuration(v)),
   },
+  'cgroup-root': { help: 'cgroup parent (cgroupfs path) of the pods; default: the runtime\'s.', apply: (v, l) => void (l.cgroupRoot = absolute(v)) },
+  'cni-conf-dir': { help: 'Directory the agent writes the pod network\'s CNI config into (default /etc/cni/net.d).', apply: (v, l) => void (l.cniConfDir = absolute(v)) },
+  'pod-logs-dir': { help: 'Root of the pods\' log directories (default /var/log/pods).', apply: (v, l) => void (l.podLogsDir = absolute(v)) },
   v: { help: 'Log verbosity (0-10; 4 and above = debug).', apply: (v, l) => void (l.logLevel = verbosityToLevel(parsePositiveIntOrZero(v))) },
   'log-level': { help: 'debug, info, warn or error.', apply: (v, l) => void (l.logLevel = parseLogLevel(v)) },
   help: { help: 'Print the flags and exit.', bool: true, apply: () => undefined },

@@ -84,6 +84,9 @@ export function resolveConfig(input: ResolveInput): ResolveResult {
     nodeStatusReportFrequencyMs: merged.nodeStatusReportFrequencyMs ?? defaultConfig.nodeStatusReportFrequencyMs,
     nodeLeaseDurationSeconds: merged.nodeLeaseDurationSeconds ?? defaultConfig.nodeLeaseDurationSeconds,
     logLevel: merged.logLevel ?? defaultConfig.logLevel,
+    cgroupRoot: merged.cgroupRoot,
+    cniConfDir: merged.cniConfDir ?? defaultConfig.cniConfDir,
+    podLogsDir: merged.podLogsDir ?? defaultConfig.podLogsDir,
   };
   if (problems.length === 0) problems.push(...validate(config));
   if (problems.length > 0) {

@@ -39,6 +39,12 @@ export interface AgentConfig {
   /** Lease duration (nodeLeaseDurationSeconds, 40); renewed every quarter of it. */
   nodeLeaseDurationSeconds: number;
   logLevel: LogLevel;
+  /** --cgroup-root: cgroup parent of the pods (cgroupfs path); undefined = the runtime's default. */
+  cgroupRoot: string | undefined;
+  /** --cni-conf-dir: where the agent writes the pod network's CNI config (the runtime's conf_dir). */
+  cniConfDir: string;
+  /** --pod-logs-dir (KubeletConfiguration podLogsDir): root of the pods' log dirs. */
+  podLogsDir: string;
 }
 
 export const defaultConfig = {
@@ -51,6 +57,8 @@ export const defaultConfig = {
   nodeLeaseDurationSeconds: 40,
   registerNode: true,
   logLevel: 'info',
+  cniConfDir: '/etc/cni/net.d',
+  podLogsDir: '/var/log/pods',
 } as const satisfies Partial<AgentConfig>;
 
 /** Renew interval of the node Lease: a quarter of its duration, as upstream (10 s for 40 s). */

@@ -28,6 +28,7 @@ import { labDataDir, labRunDir, nodeName } from '../paths.js';
 import { isLabNetnsName, labCgroupRoot, labNode, netnsPath, type LabNode } from './layout.js';
 import { listProcesses, readPidFile, terminate, type ProcInfo } from './proc.js';
 import { runtimes } from './runtime.js';
+import { stopAgent } from './agent.js';
 import { readState } from './state.js';
 
 export interface TeardownReport {
@@ -252,6 +253,24 @@ async function removeRuntimeLeftoversOutsideLab(report: TeardownReport): Promise
     }
   }
   // The (empty) shared dirs /run/containerd/{s,runc} stay: another containerd on the machine may use them.
+  // CNI results libcni caches for lab pods whose sandboxes were never torn down through CNI DEL.
+  for (const file of await labCniResults()) {
+    await rm(file, { force: true });
+    report.removed.push(file);
+  }
+}
+
+const cniResultsDir = '/var/lib/cni/results';
+
+/** Files in libcni's result cache that name a lab path (a lab pod's netns). */
+async function labCniResults(): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of await readdirOrEmpty(cniResultsDir)) {
+    const file = join(cniResultsDir, name);
+    const text = await readFile(file, 'utf8').catch(() => '');
+    if (labDirs().some((d) => text.includes(d + '/'))) out.push(file);
+  }
+  return out;
 }
 
 async function removeCgroups(report: TeardownReport): Promise<void> {
@@ -364,6 +383,8 @@ const plainStep: StepRunner = (_label, fn) => fn();
 export async function teardownLab(step: StepRunner = plainStep): Promise<TeardownReport> {
   const report: TeardownReport = { runtimesStopped: [], killed: [], unmounted: [], netnsRemoved: [], removed: [], warnings: [] };
   const nodes = await discoverNodes();
+  // Agents first (SIGKILL: they must not start pods again while the runtimes stop; pods go with the runtimes).
+  await step('stop node agents', () => Promise.all(nodes.map((n) => stopAgent(n, true))));
   await step('stop runtimes and their containers', () => stopRuntimesGracefully(nodes, report));
   await step('kill remaining lab processes', () => killLabProcesses(report));
   await step('remove shim sockets, runc state, cgroups', async () => {
@@ -382,6 +403,7 @@ export interface Leftovers {
   mounts: string[];
   dirs: string[];
   cgroups: string[];
+  cniResults: string[];
 }
 
 /** What of the lab still exists (empty lists = nothing). */
@@ -392,6 +414,7 @@ export async function findLeftovers(): Promise<Leftovers> {
     mounts: await labMounts(),
     dirs: labDirs().filter((d) => existsSync(d)),
     cgroups: await labCgroupDirs(),
+    cniResults: await labCniResults(),
   };
 }
 

@@ -4,9 +4,11 @@
  * (status table, env lines) to stdout; a command returns its exit code.
  */
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { KnodeError } from '../../lib/errors.js';
-import { labDataDir, labRegistry, labRunDir, registry, underlay, underlayNetns } from '../paths.js';
+import { labDataDir, labRegistry, labRunDir, registry, repoRoot, underlay, underlayNetns } from '../paths.js';
 import { startRegistry } from '../images/registry.js';
+import { agentPaths, agentPid, ensureAgent } from './agent.js';
 import { controlPlanePaths, controlPlanePid, ensureControlPlane } from './control-plane.js';
 import { findLeftovers, isClean, labNetnsNames, teardownLab, type StepRunner } from './cleanup.js';
 import { isRuntimeKind, labNode, netnsPath, runtimeKinds, type LabNode, type RuntimeKind } from './layout.js';
@@ -21,6 +23,8 @@ export interface LabCommand {
   usage: string;
   run(argv: string[]): Promise<number>;
 }
+
+const agentBundle = join(repoRoot, 'dist', 'knode-agent.mjs');
 
 function say(line: string): void {
   process.stderr.write(`knode-lab: ${line}\n`);
@@ -177,6 +181,15 @@ async function up(argv: string[]): Promise<number> {
     }
     if (state.machines.every((m) => m.images.length === 0)) say('images: no image archives under build/images yet; nothing imported');
   });
+
+  if (runtime === 'containerd') {
+    await step(`agents: knode-agent on ${machines.map((m) => m.name).join(', ')}`, async () => {
+      if (!existsSync(agentBundle)) throw new KnodeError('AGENT_NOT_BUILT', `${agentBundle} is missing; run \`npm run build\` first`);
+      for (const node of machines) if ((await ensureAgent(node)).started) changed = true;
+    });
+  } else {
+    say(`agents: not started with --runtime ${runtime} (the agent speaks CRI; the Docker backend comes later)`);
+  }
   state.phase = 'running';
   await writeState(state);
   say(`${changed ? 'lab up' : 'lab already up, nothing changed'}: ${nodes} node(s), ${runtime}, in ${seconds(Date.now() - t0)}`);
@@ -215,6 +228,9 @@ interface NodeStatus {
   answering: boolean;
   socket: string;
   images: string[];
+  /** knode-agent's pid (containerd labs only). */
+  agentPid: number | undefined;
+  agentLog: string | undefined;
 }
 
 async function status(argv: string[]): Promise<number> {
@@ -244,6 +260,8 @@ async function status(argv: string[]): Promise<number> {
       answering: await rt.ping(node),
       socket: rt.socket(node),
       images: m.images,
+      agentPid: state.runtime === 'containerd' ? await agentPid(node) : undefined,
+      agentLog: state.runtime === 'containerd' ? agentPaths(node).log : undefined,
     });
   }
   const apiserverPid = await controlPlanePid();
@@ -262,7 +280,9 @@ async function status(argv: string[]): Promise<number> {
   for (const r of rows) {
     process.stdout.write(
       `${r.node}  ${r.address}  netns ${r.netns}${r.netnsPresent ? '' : ' (MISSING)'}  ${r.runtime} pid ${r.pid ?? '-'} ${r.alive ? 'alive' : 'DEAD'}  ` +
-        `socket ${r.answering ? 'answers' : 'DOES NOT ANSWER'} ${r.socket}  images ${r.images.join(',') || '-'}\n`,
+        `socket ${r.answering ? 'answers' : 'DOES NOT ANSWER'} ${r.socket}  images ${r.images.join(',') || '-'}` +
+        (r.runtime === 'containerd' ? `  agent pid ${r.agentPid ?? '-'} ${r.agentPid !== undefined ? 'alive' : 'DEAD'}` : '') +
+        '\n',
     );
   }
   return healthy ? 0 : 1;
