@@ -342,3 +342,39 @@ export function categorizeEndpoints(sp: ServicePort, endpoints: readonly Endpoin
   const seen = new Set(cluster.map((e) => e.key));
   return { cluster, local, allReachable: [...cluster, ...local.filter((e) => !seen.has(e.key))], hasAny };
 }
+
+/** Which of a service port's chains serve internal and external traffic, given its policies and endpoints. */
+export interface TrafficPolicyPlan<C extends string> {
+  eps: CategorizedEndpoints;
+  hasEndpoints: boolean;
+  usesClusterChain: boolean;
+  usesLocalChain: boolean;
+  /** Chain that internal (ClusterIP) traffic goes to: the cluster chain, or the local one for internalTrafficPolicy Local. */
+  internalChain: C;
+  hasInternal: boolean;
+  /** Chain that external traffic goes to after the EXT chain: cluster, or local for externalTrafficPolicy Local. */
+  externalPolicyChain: C;
+  hasExternal: boolean;
+  usesExtChain: boolean;
+}
+
+/**
+ * Upstream's per-service-port policy decisions, shared by the iptables and nftables renderers;
+ * `chains` names the backend's cluster-wide and node-local service chains.
+ */
+export function trafficPolicyPlan<C extends string>(sp: ServicePort, endpoints: readonly Endpoint[], chains: { cluster: C; local: C }): TrafficPolicyPlan<C> {
+  const eps = categorizeEndpoints(sp, endpoints);
+  const hasEndpoints = eps.hasAny;
+  const noLocal = eps.local.length === 0;
+  return {
+    eps,
+    hasEndpoints,
+    usesClusterChain: eps.cluster.length > 0 && usesClusterEndpoints(sp),
+    usesLocalChain: eps.local.length > 0 && usesLocalEndpoints(sp),
+    internalChain: sp.internalPolicyLocal ? chains.local : chains.cluster,
+    hasInternal: hasEndpoints && !(sp.internalPolicyLocal && noLocal),
+    externalPolicyChain: sp.externalPolicyLocal ? chains.local : chains.cluster,
+    hasExternal: hasEndpoints && !(sp.externalPolicyLocal && noLocal),
+    usesExtChain: hasEndpoints && externallyAccessible(sp),
+  };
+}

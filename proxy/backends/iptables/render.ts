@@ -17,7 +17,7 @@
  * - A family loop: options carry the family; nothing IPv4-only except the 127.0.0.0/8 bits.
  */
 import type { CategorizedEndpoints, Endpoint, IPFamily, ProxyState, ServicePort } from '../../model.js';
-import { categorizeEndpoints, externallyAccessible, usesClusterEndpoints, usesLocalEndpoints } from '../../model.js';
+import { trafficPolicyPlan } from '../../model.js';
 import { endpointHash, portProtoHash } from '../../names.js';
 
 export const KUBE_SERVICES = 'KUBE-SERVICES';
@@ -196,24 +196,9 @@ function planPort(sp: ServicePort, endpoints: readonly Endpoint[] | undefined, o
   const proto = sp.protocol.toLowerCase();
   const name = sp.key;
   const chains = serviceChains(sp);
-  const eps = categorizeEndpoints(sp, endpoints ?? []);
-  const hasEndpoints = eps.hasAny;
-  const usesClusterChain = eps.cluster.length > 0 && usesClusterEndpoints(sp);
-  const usesLocalChain = eps.local.length > 0 && usesLocalEndpoints(sp);
-  let internalChain = chains.svc;
-  let hasInternal = hasEndpoints;
-  if (sp.internalPolicyLocal) {
-    internalChain = chains.svl;
-    if (eps.local.length === 0) hasInternal = false;
-  }
-  let externalPolicyChain = chains.svc;
-  let hasExternal = hasEndpoints;
-  if (sp.externalPolicyLocal) {
-    externalPolicyChain = chains.svl;
-    if (eps.local.length === 0) hasExternal = false;
-  }
+  const { eps, hasEndpoints, usesClusterChain, usesLocalChain, internalChain, hasInternal, externalPolicyChain, hasExternal, usesExtChain } =
+    trafficPolicyPlan(sp, endpoints ?? [], { cluster: chains.svc, local: chains.svl });
   const extChain = chains.ext;
-  const usesExtChain = hasEndpoints && externallyAccessible(sp);
   const usesFW = hasEndpoints && sp.loadBalancerIPs.length > 0 && sp.loadBalancerSourceRanges.length > 0;
   const lbChain = usesFW ? chains.fw : extChain;
 

@@ -20,7 +20,7 @@
  * - One transaction: `nft -f` applies all or nothing.
  */
 import type { CategorizedEndpoints, Endpoint, IPFamily, ProxyState, ServicePort } from '../../model.js';
-import { categorizeEndpoints, externallyAccessible, usesClusterEndpoints, usesLocalEndpoints } from '../../model.js';
+import { trafficPolicyPlan } from '../../model.js';
 import { cidrContains } from '../iptables/render.js';
 import { hashName } from '../../names.js';
 
@@ -233,24 +233,9 @@ function planPort(sp: ServicePort, endpoints: readonly Endpoint[] | undefined): 
   if (cached && cached.eps === endpoints) return cached.plan;
   const proto = sp.protocol.toLowerCase();
   const chains = nftServiceChains(sp);
-  const eps = categorizeEndpoints(sp, endpoints ?? []);
-  const hasEndpoints = eps.hasAny;
-  const usesClusterChain = eps.cluster.length > 0 && usesClusterEndpoints(sp);
-  const usesLocalChain = eps.local.length > 0 && usesLocalEndpoints(sp);
-  let internalChain = chains.svc;
-  let hasInternal = hasEndpoints;
-  if (sp.internalPolicyLocal) {
-    internalChain = chains.local;
-    if (eps.local.length === 0) hasInternal = false;
-  }
-  let externalPolicyChain = chains.svc;
-  let hasExternal = hasEndpoints;
-  if (sp.externalPolicyLocal) {
-    externalPolicyChain = chains.local;
-    if (eps.local.length === 0) hasExternal = false;
-  }
+  const { eps, hasEndpoints, usesClusterChain, usesLocalChain, internalChain, hasInternal, externalPolicyChain, hasExternal, usesExtChain } =
+    trafficPolicyPlan(sp, endpoints ?? [], { cluster: chains.svc, local: chains.local });
   const extChain = chains.ext;
-  const usesExtChain = hasEndpoints && externallyAccessible(sp);
   const usesFW = sp.loadBalancerIPs.length > 0 && sp.loadBalancerSourceRanges.length > 0;
 
   const used: string[] = [];
