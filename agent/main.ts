@@ -26,7 +26,7 @@ import { startPodNetwork } from './network/index.js';
 import { startNodeAgent } from './node/index.js';
 import { detectNodeIPs } from './node/addresses.js';
 import { readMachineInfo } from './node/machine.js';
-import { sleep } from './node/sleep.js';
+import { sleep } from '../lib/sleep.js';
 import { createRuntime, type DnsConfig, type Runtime } from './runtime/index.js';
 import type { EventRecorder, ObjectLookup, PodSource, PodStatusSink } from './pods/types.js';
 import { podKey } from './pods/types.js';

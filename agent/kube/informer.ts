@@ -26,6 +26,7 @@ import type { Logger } from '../../lib/log.js';
 import { httpStatus } from './client.js';
 import { applyWatchEvent, backoffDelay, keyOf, replaceAll } from './informer-state.js';
 import type { Change, KubeObjectLike } from './informer-state.js';
+import { sleep } from '../../lib/sleep.js';
 
 export { keyOf } from './informer-state.js';
 export type { Change, KubeObjectLike } from './informer-state.js';
@@ -90,18 +91,6 @@ export interface Informer<T> {
   readonly done: Promise<void>;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(finish, ms);
-    function finish(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', finish);
-      resolve();
-    }
-    signal.addEventListener('abort', finish, { once: true });
-  });
-}
 
 export function startInformer<T extends KubeObjectLike>(options: InformerOptions<T>): Informer<T> {
   const cache = new Map<string, T>();

@@ -28,7 +28,7 @@ import type { PressureObservation } from './pressure.js';
 import { registerNode } from './register.js';
 import { renderNode } from './render.js';
 import type { NodeFacts } from './render.js';
-import { sleep } from './sleep.js';
+import { sleep } from '../../lib/sleep.js';
 import { startStatusLoop } from './status.js';
 import type { StatusLoop, StatusLoopStats } from './status.js';
 

@@ -14,7 +14,7 @@ import type { CoordinationV1Api, V1Lease, V1OwnerReference } from '@kubernetes/c
 import type { Logger } from '../../lib/log.js';
 import { apiErrorSummary, isConflict, isNotFound } from '../kube/client.js';
 import { backoffDelay } from '../kube/informer-state.js';
-import { sleep } from './sleep.js';
+import { sleep } from '../../lib/sleep.js';
 
 export const leaseNamespace = 'kube-node-lease';
 

@@ -22,7 +22,7 @@ import { pressureSignals, withTransitionPeriod } from './pressure.js';
 import type { PressureMemory, PressureObservation } from './pressure.js';
 import { renderStatusFields } from './render.js';
 import type { NodeFacts } from './render.js';
-import { sleep } from './sleep.js';
+import { sleep } from '../../lib/sleep.js';
 
 export interface StatusLoopOptions {
   client: Pick<KubeClient, 'core'>;

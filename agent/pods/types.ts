@@ -13,23 +13,11 @@
 import type { V1ConfigMap, V1Pod, V1PodStatus, V1Secret, V1Service } from '@kubernetes/client-node';
 import type { AuthConfig, ContainerState, NamespaceMode, PodSandboxState } from '../runtime/types.js';
 
-export type EventType = 'Normal' | 'Warning';
+import type { EventRecorder as KubeEventRecorder, EventType, InvolvedObject } from '../kube/events.js';
+export type { EventType, InvolvedObject };
 
-/** The object an event is about (same shape as agent/kube/events.ts's, so its recorder fits). */
-export interface InvolvedObject {
-  kind: string;
-  name: string;
-  namespace?: string;
-  uid?: string;
-  apiVersion?: string;
-  resourceVersion?: string;
-  fieldPath?: string;
-}
-
-/** Where lifecycle events go (the apiserver's events, a log, a test's array). */
-export interface EventRecorder {
-  event(obj: InvolvedObject, type: EventType, reason: string, message: string): void;
-}
+/** Where lifecycle events go (the apiserver's events, a log, a test's array): the `event` part of agent/kube/events.ts's recorder. */
+export type EventRecorder = Pick<KubeEventRecorder, 'event'>;
 
 /** Receives a pod's computed status when it changed. */
 export interface PodStatusSink {
