@@ -8,17 +8,16 @@
  * - Everything it owns is under the node's dirs (root dir in labDataDir, pid
  *   file and log in labRunDir) and its command line names them, so `down`
  *   finds it; pods get the lab cgroup parent so `down` finds them too.
- * - Idempotent: an agent that runs (pid file + command line check) is left alone.
+ * - Started and found through lab/machines/node-daemon.ts (idempotent).
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KnodeError } from '../../lib/errors.js';
 import { repoRoot } from '../paths.js';
 import { containerdPaths } from './containerd.js';
 import { controlPlanePaths } from './control-plane.js';
-import { labCgroupParent, netnsPath, type LabNode } from './layout.js';
-import { readLogTail } from './logs.js';
-import { daemonFromPidFile, inNetns, spawnDaemon, terminate, waitFor } from './proc.js';
+import { labCgroupParent, type LabNode } from './layout.js';
+import { ensureNodeDaemon, nodeDaemonPid, type NodeDaemonSpec } from './node-daemon.js';
+import { terminate } from './proc.js';
 
 export interface AgentPaths {
   rootDir: string;
@@ -52,39 +51,19 @@ export function agentArgs(node: LabNode): string[] {
   ];
 }
 
-export function agentPid(node: LabNode): Promise<number | undefined> {
+function agentDaemon(node: LabNode): NodeDaemonSpec {
   const p = agentPaths(node);
-  return daemonFromPidFile(p.pidFile, p.rootDir);
+  return { node, program: 'knode-agent', args: agentArgs(node), pidFile: p.pidFile, log: p.log, marker: p.rootDir };
+}
+
+export function agentPid(node: LabNode): Promise<number | undefined> {
+  return nodeDaemonPid(agentDaemon(node));
 }
 
 /** Starts the node's agent unless it runs; returns its pid and whether it was started. */
 export async function ensureAgent(node: LabNode): Promise<{ pid: number; started: boolean }> {
-  const p = agentPaths(node);
-  let running = await agentPid(node);
-  // An agent left running in a namespace that was deleted (and made anew) sits in the old one.
-  if (running !== undefined && !(await inNetns(running, netnsPath(node.netns)))) {
-    await terminate([running], { graceMs: 10_000 });
-    running = undefined;
-  }
-  if (running !== undefined) return { pid: running, started: false };
-  await mkdir(p.rootDir, { recursive: true });
-  await mkdir(node.runDir, { recursive: true });
-  const daemon = await spawnDaemon({
-    file: 'nsenter',
-    args: [`--net=${netnsPath(node.netns)}`, process.execPath, ...agentArgs(node)],
-    logFile: p.log,
-    pidFile: p.pidFile,
-  });
-  let exitCode: number | null | undefined;
-  void daemon.exited.then((c) => {
-    exitCode = c;
-  });
-  // It must not exit at once (bad flags, missing bundle); it keeps retrying anything transient itself.
-  await waitFor(async () => exitCode !== undefined, 1500, 100);
-  if (exitCode !== undefined) {
-    throw new KnodeError('AGENT_START_FAILED', `knode-agent of ${node.name} exited (code ${exitCode}); log ${p.log}:\n${await readLogTail(p.log)}`, { details: { node: node.name, log: p.log } });
-  }
-  return { pid: daemon.pid, started: true };
+  await mkdir(agentPaths(node).rootDir, { recursive: true });
+  return ensureNodeDaemon(agentDaemon(node));
 }
 
 /** Stops the node's agent (SIGTERM: pods keep running). */

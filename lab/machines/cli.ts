@@ -9,6 +9,7 @@ import { KnodeError } from '../../lib/errors.js';
 import { labDataDir, labRegistry, labRunDir, registry, repoRoot, underlay, underlayNetns } from '../paths.js';
 import { startRegistry } from '../images/registry.js';
 import { agentPaths, agentPid, ensureAgent } from './agent.js';
+import { ensureProxy, isProxyMode, proxyModes, proxyPid } from './proxy.js';
 import { controlPlanePaths, controlPlanePid, ensureControlPlane } from './control-plane.js';
 import { findLeftovers, isClean, labNetnsNames, teardownLab, type StepRunner } from './cleanup.js';
 import { isRuntimeKind, labNode, netnsPath, runtimeKinds, type LabNode, type RuntimeKind } from './layout.js';
@@ -82,7 +83,9 @@ async function requireState(): Promise<LabState> {
 // ---------------------------------------------------------------- up
 
 async function up(argv: string[]): Promise<number> {
-  const opts = parseOptions(argv, ['nodes', 'runtime']);
+  const opts = parseOptions(argv, ['nodes', 'runtime', 'proxy-mode']);
+  const proxyMode = opts.get('proxy-mode') ?? 'iptables';
+  if (!isProxyMode(proxyMode)) throw new UsageError(`--proxy-mode takes ${proxyModes.join(', ')}`);
   const nodes = Number(opts.get('nodes') ?? '2');
   const runtime = opts.get('runtime') ?? 'containerd';
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > maxNodes) throw new UsageError(`--nodes takes 1 to ${maxNodes}`);
@@ -190,6 +193,9 @@ async function up(argv: string[]): Promise<number> {
   } else {
     say(`agents: not started with --runtime ${runtime} (the agent speaks CRI; the Docker backend comes later)`);
   }
+  await step(`proxies: knode-proxy (${proxyMode}) on ${machines.map((m) => m.name).join(', ')}`, async () => {
+    for (const node of machines) if ((await ensureProxy(node, proxyMode)).started) changed = true;
+  });
   state.phase = 'running';
   await writeState(state);
   say(`${changed ? 'lab up' : 'lab already up, nothing changed'}: ${nodes} node(s), ${runtime}, in ${seconds(Date.now() - t0)}`);
@@ -231,6 +237,8 @@ interface NodeStatus {
   /** knode-agent's pid (containerd labs only). */
   agentPid: number | undefined;
   agentLog: string | undefined;
+  /** knode-proxy's pid. */
+  proxyPid: number | undefined;
 }
 
 async function status(argv: string[]): Promise<number> {
@@ -262,6 +270,7 @@ async function status(argv: string[]): Promise<number> {
       images: m.images,
       agentPid: state.runtime === 'containerd' ? await agentPid(node) : undefined,
       agentLog: state.runtime === 'containerd' ? agentPaths(node).log : undefined,
+      proxyPid: await proxyPid(node),
     });
   }
   const apiserverPid = await controlPlanePid();
@@ -282,6 +291,7 @@ async function status(argv: string[]): Promise<number> {
       `${r.node}  ${r.address}  netns ${r.netns}${r.netnsPresent ? '' : ' (MISSING)'}  ${r.runtime} pid ${r.pid ?? '-'} ${r.alive ? 'alive' : 'DEAD'}  ` +
         `socket ${r.answering ? 'answers' : 'DOES NOT ANSWER'} ${r.socket}  images ${r.images.join(',') || '-'}` +
         (r.runtime === 'containerd' ? `  agent pid ${r.agentPid ?? '-'} ${r.agentPid !== undefined ? 'alive' : 'DEAD'}` : '') +
+        `  proxy pid ${r.proxyPid ?? '-'} ${r.proxyPid !== undefined ? 'alive' : 'DEAD'}` +
         '\n',
     );
   }
@@ -327,7 +337,7 @@ async function env(argv: string[]): Promise<number> {
 export const machineCommands: Record<string, LabCommand> = {
   up: {
     summary: 'make the lab: underlay + N node namespaces, a runtime in each, images imported (idempotent)',
-    usage: 'up [--nodes N (default 2)] [--runtime containerd|docker (default containerd)]',
+    usage: 'up [--nodes N (default 2)] [--runtime containerd|docker (default containerd)] [--proxy-mode iptables|nftables|ipvs (default iptables)]',
     run: up,
   },
   down: { summary: 'remove everything the lab made (works after crashes too)', usage: 'down', run: down },
