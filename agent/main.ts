@@ -27,6 +27,7 @@ import { startNodeAgent } from './node/index.js';
 import { detectNodeIPs } from './node/addresses.js';
 import { readMachineInfo } from './node/machine.js';
 import { sleep } from '../lib/sleep.js';
+import { notifySystemd } from '../lib/sd-notify.js';
 import { createRuntime, type DnsConfig, type Runtime } from './runtime/index.js';
 import type { EventRecorder, ObjectLookup, PodSource, PodStatusSink } from './pods/types.js';
 import { podKey } from './pods/types.js';
@@ -176,6 +177,7 @@ async function main(argv: string[]): Promise<number> {
     return signal.aborted ? 0 : 1;
   }
   log.info('node registered', { node: node.nodeName });
+  notifySystemd(log, { READY: 1, STATUS: `node ${node.nodeName} registered` });
 
   const [machine, hostIPs, hostDNS] = await Promise.all([
     readMachineInfo({ rootDir: config.rootDir }),
@@ -276,6 +278,7 @@ async function main(argv: string[]): Promise<number> {
   });
 
   await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+  notifySystemd(log, { STOPPING: 1 });
   await informerDone;
   await workers.stop();
   await Promise.all([node.stop(), network.done]);

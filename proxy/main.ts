@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { errorMessage, isKnodeError } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
+import { notifySystemd } from '../lib/sd-notify.js';
 import { USAGE, parseProxyArgs, type ProxyConfig } from './config.js';
 import { Proxier, cleanupAll } from './proxier.js';
 
@@ -64,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
   });
   try {
     await proxier.start();
+    notifySystemd(log, { READY: 1, STATUS: `proxying in ${proxier.mode} mode` });
   } catch (err) {
     log.error('knode-proxy failed to start', { err });
     await proxier.stop().catch(() => undefined);
