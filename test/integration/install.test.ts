@@ -1,0 +1,188 @@
+/**
+ * scripts/release + scripts/install-node in a fresh Debian 12 root (debootstrap),
+ * for real: Debian packages installed by apt inside the root, the release
+ * unpacked, the programs run from their installed place, the units verified by
+ * systemd-analyze against that root, a re-run that changes nothing, an upgrade,
+ * and an uninstall that leaves nothing of knode.
+ *
+ * The root is made once per machine with debootstrap (minbase + systemd) and kept
+ * as a tarball in /var/cache/knode; every run unpacks a fresh copy. Phases that
+ * could touch the network (uninstall deletes links and runs knode-proxy --cleanup)
+ * run inside a throw-away network namespace, so the machine's own is never touched.
+ */
+import t from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+if (process.getuid?.() !== 0) {
+  t.plan(0, 'needs root');
+  process.exit(0);
+}
+
+const repo = join(import.meta.dirname, '..', '..');
+const suite = 'bookworm';
+const mirror = 'http://deb.debian.org/debian';
+const include = 'systemd,ca-certificates';
+const cache = `/var/cache/knode/debootstrap-${suite}-minbase-${include.replace(/,/g, '+')}.tar`;
+
+/** A clean environment for what runs in the root (no NODE_OPTIONS of the test runner). */
+const cleanEnv: NodeJS.ProcessEnv = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' };
+
+function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input, env: opts.env ?? cleanEnv, maxBuffer: 64 << 20 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+function ensureDebootstrapCache(): void {
+  if (existsSync(cache)) return;
+  mkdirSync('/var/cache/knode', { recursive: true });
+  const dir = mkdtempSync('/var/cache/knode/debootstrap-');
+  try {
+    execFileSync('debootstrap', ['--variant=minbase', `--include=${include}`, suite, dir, mirror], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('tar', ['-C', dir, '-cf', `${cache}.tmp`, '.']);
+    execFileSync('mv', [`${cache}.tmp`, cache]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const work = mkdtempSync(join(tmpdir(), 'knode-t-install-'));
+const root = join(work, 'root');
+const netns = `knode-t-install-${process.pid}`;
+const mounts: string[] = [];
+t.teardown(() => {
+  for (const m of mounts.reverse()) spawnSync('umount', ['-l', m]);
+  spawnSync('ip', ['netns', 'del', netns]);
+  rmSync(work, { recursive: true, force: true });
+});
+
+ensureDebootstrapCache();
+mkdirSync(root);
+execFileSync('tar', ['-C', root, '-xf', cache]);
+for (const [src, dst, type] of [['proc', 'proc', 'proc'], ['sysfs', 'sys', 'sysfs']] as const) {
+  execFileSync('mount', ['-t', type, src, join(root, dst)]);
+  mounts.push(join(root, dst));
+}
+// A chroot: apt resolves through the machine's resolver; daemons are not started by package scripts.
+writeFileSync(join(root, 'etc/resolv.conf'), readFileSync('/etc/resolv.conf'));
+writeFileSync(join(root, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', { mode: 0o755 });
+execFileSync('ip', ['netns', 'add', netns]);
+
+// The release, from this repository's build.
+const releaseDir = join(work, 'release');
+const tarball = execFileSync(join(repo, 'scripts/release'), ['--out', releaseDir], { encoding: 'utf8' }).trim().split('\n').at(-1)!;
+execFileSync('cp', [tarball, join(root, 'root/knode.tar.gz')]);
+execFileSync('cp', [join(repo, 'scripts/install-node'), join(root, 'root/install-node')]);
+writeFileSync(
+  join(root, 'root/node.kubeconfig'),
+  'apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "https://192.0.2.1:6443"}\nusers:\n- name: u\n  user: {token: "t0ken"}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n',
+);
+
+const installArgs = ['/root/install-node', '--release', '/root/knode.tar.gz', '--kubeconfig', '/root/node.kubeconfig', '--proxy-mode', 'nftables', '--node-ip', '192.0.2.10', '--node-name', 'worker-1'];
+/**
+ * chroot into the root; `inNetns` runs it inside the throw-away network namespace.
+ * tap's process tracking adds NODE_OPTIONS to every child's environment; `env -u` drops it
+ * so that the installed node runs as it would on the machine.
+ */
+const inRoot = (args: string[], inNetns = false, env?: NodeJS.ProcessEnv): { code: number; stdout: string; stderr: string } => {
+  const chroot = ['chroot', root, '/usr/bin/env', '-u', 'NODE_OPTIONS', ...args];
+  return inNetns ? run('ip', ['netns', 'exec', netns, ...chroot], { env }) : run(chroot[0]!, chroot.slice(1), { env });
+};
+const at = (p: string): string => join(root, p);
+
+t.test('install: packages, programs, configuration, units', async (t) => {
+  const r = inRoot(installArgs);
+  t.equal(r.code, 0, `install-node exits 0\n${r.stderr}`);
+  t.match(r.stderr, /installing Debian packages: .*containerd/);
+  t.match(r.stderr, /systemd is not running here: services enabled, not started/);
+  const dpkg = inRoot(['dpkg-query', '-W', '-f', '${Package} ${Status}\n', 'containerd', 'runc', 'nftables', 'iptables', 'conntrack']);
+  t.equal(dpkg.stdout.split('\n').filter((l) => l.endsWith('install ok installed')).length, 5, 'runtime and rule packages installed');
+
+  t.equal(readFileSync(at('usr/lib/knode/VERSION'), 'utf8').trim(), JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).version);
+  t.equal(readlinkSync(at('usr/local/bin/knode-agent')), '/usr/lib/knode/dist/knode-agent.mjs');
+  for (const p of ['knode-bridge', 'knode-host-local', 'knode-loopback', 'knode-portmap', 'knode-flannel']) {
+    t.equal(readlinkSync(at(`opt/cni/bin/${p}`)), `/usr/lib/knode/dist/${p}.mjs`, `${p} in /opt/cni/bin`);
+  }
+  t.equal(lstatSync(at('etc/knode/kubeconfig')).mode & 0o777, 0o600, 'kubeconfig is 0600');
+  t.match(readFileSync(at('etc/knode/proxy.yaml'), 'utf8'), /mode: nftables\n[^]*hostnameOverride: worker-1/);
+  t.match(readFileSync(at('etc/knode/agent.yaml'), 'utf8'), /containerRuntimeEndpoint: unix:\/\/\/run\/containerd\/containerd.sock/);
+  t.match(readFileSync(at('etc/default/knode-agent'), 'utf8'), /KNODE_AGENT_ARGS="--node-ip=192.0.2.10 --hostname-override=worker-1"/);
+  // The links point into the root (/etc/systemd/system/...), so they are read, not followed.
+  t.equal(readlinkSync(at('etc/systemd/system/multi-user.target.wants/knode-agent.service')), '/etc/systemd/system/knode-agent.service', 'knode-agent enabled');
+  t.equal(readlinkSync(at('etc/systemd/system/multi-user.target.wants/knode-proxy.service')), '/etc/systemd/system/knode-proxy.service', 'knode-proxy enabled');
+  t.match(readFileSync(at('etc/systemd/system/knode-agent.service.d/10-runtime.conf'), 'utf8'), /After=containerd.service/);
+});
+
+t.test('the installed programs run from their place, native addons included', async (t) => {
+  const help = inRoot(['/usr/local/bin/knode-agent', '--help']);
+  t.equal(help.code, 0, help.stderr);
+  t.match(help.stdout, /--kubeconfig/);
+  t.equal(inRoot(['/usr/local/bin/knode-proxy', '--help']).code, 0);
+  const version = inRoot(['/opt/cni/bin/knode-bridge'], false, { ...cleanEnv, CNI_COMMAND: 'VERSION' });
+  t.equal(version.code, 0, version.stderr);
+  t.match(JSON.parse(version.stdout), { cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
+  const natives = inRoot(['/usr/lib/knode/bin/node', '-e', "require('/usr/lib/knode/node_modules/netlink'); require('/usr/lib/knode/node_modules/koffi').load('libc.so.6'); console.log('loaded')"]);
+  t.equal(natives.stdout.trim(), 'loaded', natives.stderr);
+});
+
+t.test('systemd-analyze verify accepts the installed units', async (t) => {
+  const r = run('systemd-analyze', ['verify', `--root=${root}`, '/etc/systemd/system/knode-agent.service', '/etc/systemd/system/knode-proxy.service']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stderr.trim(), '', 'no warnings');
+});
+
+t.test('a second run with the same release and flags changes nothing', async (t) => {
+  const r = inRoot(installArgs, true);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /\(0 change\(s\)\)/);
+  t.notMatch(r.stderr, /installing Debian packages/, 'no package installed twice');
+});
+
+t.test('upgrade in place: a newer release replaces the programs, configuration kept', async (t) => {
+  const unpack = join(work, 'upgrade');
+  mkdirSync(unpack);
+  execFileSync('tar', ['-C', unpack, '-xzf', tarball]);
+  writeFileSync(join(unpack, 'knode/VERSION'), '9.9.9\n');
+  execFileSync('tar', ['-C', unpack, '-czf', join(root, 'root/knode-next.tar.gz'), 'knode']);
+  const args = [...installArgs];
+  args[2] = '/root/knode-next.tar.gz';
+  args.splice(3, 2); // no --kubeconfig: the installed one is kept
+  const r = inRoot(args, true);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /installing knode 9\.9\.9 into \/usr\/lib\/knode \(was: \d+\.\d+\.\d+\)/);
+  t.match(r.stderr, /keeping the installed \/etc\/knode\/kubeconfig/);
+  t.equal(readFileSync(at('usr/lib/knode/VERSION'), 'utf8').trim(), '9.9.9');
+  t.notOk(existsSync(at('usr/lib/knode.old')) || existsSync(at('usr/lib/knode.new')), 'no half-swapped copies left');
+  t.equal(inRoot(['/usr/local/bin/knode-agent', '--help']).code, 0, 'the upgraded agent runs');
+});
+
+t.test('bad arguments: exit 2 with a clear message, nothing changed', async (t) => {
+  const r = inRoot(['/root/install-node', '--runtime', 'cri-o'], true);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /--runtime must be containerd or docker/);
+  t.equal(readFileSync(at('usr/lib/knode/VERSION'), 'utf8').trim(), '9.9.9');
+});
+
+t.test('uninstall leaves nothing of knode', async (t) => {
+  const r = inRoot(['/root/install-node', '--uninstall'], true);
+  t.equal(r.code, 0, r.stderr);
+  for (const p of [
+    'usr/lib/knode', 'etc/knode', 'var/lib/knode', 'usr/local/bin/knode-agent', 'usr/local/bin/knode-proxy', 'opt/cni/bin/knode-bridge',
+    'etc/systemd/system/knode-agent.service', 'etc/systemd/system/knode-proxy.service', 'etc/systemd/system/knode-agent.service.d',
+    'etc/systemd/system/multi-user.target.wants/knode-agent.service', 'etc/default/knode-agent',
+  ]) {
+    t.notOk(existsSync(at(p)) || isLink(at(p)), `${p} removed`);
+  }
+  const again = inRoot(['/root/install-node', '--uninstall'], true);
+  t.equal(again.code, 0, 'uninstall twice is fine');
+});
+
+function isLink(p: string): boolean {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
