@@ -186,3 +186,24 @@ function isLink(p: string): boolean {
     return false;
   }
 }
+
+t.test('the Vagrantfile is valid and provisions workers with this install script', async (t) => {
+  const vagrantDir = join(repo, 'vagrant');
+  const ruby = run('ruby', ['-c', join(vagrantDir, 'Vagrantfile')]);
+  t.equal(ruby.code, 0, ruby.stderr);
+  t.match(ruby.stdout, /Syntax OK/);
+  // `vagrant validate -p` loads the whole configuration without needing a provider (no VM here).
+  const vagrantHome = join(work, 'vagrant-home');
+  const validate = spawnSync('vagrant', ['validate', '-p'], {
+    cwd: vagrantDir,
+    encoding: 'utf8',
+    env: { ...cleanEnv, VAGRANT_HOME: vagrantHome, VAGRANT_DOTFILE_PATH: join(work, 'vagrant-dot'), VAGRANT_CHECKPOINT_DISABLE: '1' },
+  });
+  t.equal(validate.status, 0, validate.stderr);
+  t.match(validate.stdout, /Vagrantfile validated successfully/);
+  for (const script of ['control-plane.sh', 'worker.sh']) {
+    t.equal(run('bash', ['-n', join(vagrantDir, 'provision', script)]).code, 0, `${script} parses`);
+  }
+  const worker = readFileSync(join(vagrantDir, 'provision/worker.sh'), 'utf8');
+  t.match(worker, /^\/knode\/scripts\/install-node /m, 'workers run scripts/install-node, the script tested above');
+});
