@@ -105,6 +105,11 @@ t.test('install: packages, programs, configuration, units', async (t) => {
   for (const p of ['knode-bridge', 'knode-host-local', 'knode-loopback', 'knode-portmap', 'knode-flannel']) {
     t.equal(readlinkSync(at(`opt/cni/bin/${p}`)), `/usr/lib/knode/dist/${p}.mjs`, `${p} in /opt/cni/bin`);
   }
+  t.equal(readlinkSync(at('opt/cni/bin/loopback')), '/usr/lib/knode/dist/knode-loopback.mjs', 'loopback for containerd');
+  // Debian's containerd names /usr/lib/cni in its config.toml: the plugins are linked there too.
+  t.match(readFileSync(at('etc/containerd/config.toml'), 'utf8'), /bin_dir = "\/usr\/lib\/cni"/, "containerd's config is left alone");
+  t.equal(readlinkSync(at('usr/lib/cni/knode-flannel')), '/usr/lib/knode/dist/knode-flannel.mjs', "plugins in containerd's bin_dir");
+  t.equal(readlinkSync(at('usr/lib/cni/loopback')), '/usr/lib/knode/dist/knode-loopback.mjs');
   t.equal(lstatSync(at('etc/knode/kubeconfig')).mode & 0o777, 0o600, 'kubeconfig is 0600');
   t.match(readFileSync(at('etc/knode/proxy.yaml'), 'utf8'), /mode: nftables\n[^]*hostnameOverride: worker-1/);
   t.match(readFileSync(at('etc/knode/agent.yaml'), 'utf8'), /containerRuntimeEndpoint: unix:\/\/\/run\/containerd\/containerd.sock/);
@@ -171,7 +176,8 @@ t.test('uninstall leaves nothing of knode', async (t) => {
   for (const p of [
     'usr/lib/knode', 'etc/knode', 'var/lib/knode', 'usr/local/bin/knode-agent', 'usr/local/bin/knode-proxy', 'opt/cni/bin/knode-bridge',
     'etc/systemd/system/knode-agent.service', 'etc/systemd/system/knode-proxy.service', 'etc/systemd/system/knode-agent.service.d',
-    'etc/systemd/system/multi-user.target.wants/knode-agent.service', 'etc/default/knode-agent',
+    'etc/systemd/system/multi-user.target.wants/knode-agent.service', 'etc/default/knode-agent', 'opt/cni/bin/loopback',
+    'usr/lib/cni/knode-flannel', 'usr/lib/cni/loopback',
   ]) {
     t.notOk(existsSync(at(p)) || isLink(at(p)), `${p} removed`);
   }
