@@ -12,9 +12,9 @@
  */
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { cleanEnv, createDebianRoot, run } from '../helpers/debian-root.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
@@ -22,55 +22,16 @@ if (process.getuid?.() !== 0) {
 }
 
 const repo = join(import.meta.dirname, '..', '..');
-const suite = 'bookworm';
-const mirror = 'http://deb.debian.org/debian';
-const include = 'systemd,ca-certificates';
-const cache = `/var/cache/knode/debootstrap-${suite}-minbase-${include.replace(/,/g, '+')}.tar`;
-
-/** A clean environment for what runs in the root (no NODE_OPTIONS of the test runner). */
-const cleanEnv: NodeJS.ProcessEnv = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' };
-
-function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input, env: opts.env ?? cleanEnv, maxBuffer: 64 << 20 });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-function ensureDebootstrapCache(): void {
-  if (existsSync(cache)) return;
-  mkdirSync('/var/cache/knode', { recursive: true });
-  const dir = mkdtempSync('/var/cache/knode/debootstrap-');
-  try {
-    execFileSync('debootstrap', ['--variant=minbase', `--include=${include}`, suite, dir, mirror], { stdio: ['ignore', 'ignore', 'pipe'] });
-    execFileSync('tar', ['-C', dir, '-cf', `${cache}.tmp`, '.']);
-    execFileSync('mv', [`${cache}.tmp`, cache]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-const work = mkdtempSync(join(tmpdir(), 'knode-t-install-'));
-const root = join(work, 'root');
 const netns = `knode-t-install-${process.pid}`;
-const mounts: string[] = [];
+const debian = createDebianRoot('install');
+const { work, root, at } = debian;
 t.teardown(() => {
-  for (const m of mounts.reverse()) spawnSync('umount', ['-l', m]);
   spawnSync('ip', ['netns', 'del', netns]);
-  rmSync(work, { recursive: true, force: true });
+  debian.destroy();
 });
-
-ensureDebootstrapCache();
-mkdirSync(root);
-execFileSync('tar', ['-C', root, '-xf', cache]);
-for (const [src, dst, type] of [['proc', 'proc', 'proc'], ['sysfs', 'sys', 'sysfs']] as const) {
-  execFileSync('mount', ['-t', type, src, join(root, dst)]);
-  mounts.push(join(root, dst));
-}
-// A chroot: apt resolves through the machine's resolver; daemons are not started by package scripts.
-writeFileSync(join(root, 'etc/resolv.conf'), readFileSync('/etc/resolv.conf'));
-writeFileSync(join(root, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', { mode: 0o755 });
 execFileSync('ip', ['netns', 'add', netns]);
 
-// The release, from this repository's build.
+// The release, from this repository's sources.
 const releaseDir = join(work, 'release');
 const tarball = execFileSync(join(repo, 'scripts/release'), ['--out', releaseDir], { encoding: 'utf8' }).trim().split('\n').at(-1)!;
 execFileSync('cp', [tarball, join(root, 'root/knode.tar.gz')]);
@@ -81,16 +42,8 @@ writeFileSync(
 );
 
 const installArgs = ['/root/install-node', '--release', '/root/knode.tar.gz', '--kubeconfig', '/root/node.kubeconfig', '--proxy-mode', 'nftables', '--node-ip', '192.0.2.10', '--node-name', 'worker-1'];
-/**
- * chroot into the root; `inNetns` runs it inside the throw-away network namespace.
- * tap's process tracking adds NODE_OPTIONS to every child's environment; `env -u` drops it
- * so that the installed node runs as it would on the machine.
- */
-const inRoot = (args: string[], inNetns = false, env?: NodeJS.ProcessEnv): { code: number; stdout: string; stderr: string } => {
-  const chroot = ['chroot', root, '/usr/bin/env', '-u', 'NODE_OPTIONS', ...args];
-  return inNetns ? run('ip', ['netns', 'exec', netns, ...chroot], { env }) : run(chroot[0]!, chroot.slice(1), { env });
-};
-const at = (p: string): string => join(root, p);
+/** chroot into the root; `inNetns` runs it inside the throw-away network namespace. */
+const inRoot = (args: string[], inNetns = false, env?: NodeJS.ProcessEnv): ReturnType<typeof run> => debian.chroot(args, { netns: inNetns ? netns : undefined, env });
 
 t.test('install: packages, programs, configuration, units', async (t) => {
   const r = inRoot(installArgs);
