@@ -38,6 +38,7 @@ import { kubeletVersion } from '../node/render.js';
 import { directDialer, type Dialer } from './probes/dial.js';
 import { PodProbes } from './probes/manager.js';
 import { probeKillGracePeriod, probeUserAgent } from './probes/spec.js';
+import { terminationLogMount } from './termination-message.js';
 import { containerMounts, podDir, setUpVolumes, tearDownVolumes, type Mounter } from './volumes.js';
 
 /** The part of the runtime port the workers use. */
@@ -346,6 +347,8 @@ export class PodWorker {
       try {
         const env = await makeEnvironment(pod, spec, { hostIPs: this.o.hostIPs, podIPs: ctx.podIPs, nodeAllocatable: this.o.nodeAllocatable, lookup: this.o.lookup });
         const mounts = await containerMounts(spec, ctx.volumePaths);
+        const terminationLog = await terminationLogMount(this.o.rootDir, this.uid, spec);
+        if (terminationLog !== undefined) mounts.push(terminationLog);
         if (wantsManagedEtcHosts(pod, spec, ctx.podIPs)) {
           const file = join(podDir(this.o.rootDir, this.uid), 'etc-hosts');
           await writeFile(file, renderEtcHosts(pod, ctx.podIPs, this.o.sandbox.clusterDomain), { mode: 0o644 });

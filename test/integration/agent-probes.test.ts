@@ -206,6 +206,26 @@ function registerTests(cri: CriRuntime): void {
     t.equal(await w.workers.terminatePod(pod, 1), true);
   });
 
+  t.test('termination messages: the termination-log file, a custom path, FallbackToLogsOnError', async (t) => {
+    const pod = newPod('tmsg', {
+      restartPolicy: 'Never',
+      containers: [
+        { name: 'file', image: imageRefs.app, command: ['sh', '-c', 'printf goodbye > /dev/termination-log; exit 1'] },
+        { name: 'custom', image: imageRefs.app, terminationMessagePath: '/tmp/why', command: ['sh', '-c', 'echo done > /tmp/why'] },
+        { name: 'logs', image: imageRefs.app, terminationMessagePolicy: 'FallbackToLogsOnError', command: ['sh', '-c', 'echo starting; echo it broke >&2; exit 2'] },
+        { name: 'quiet', image: imageRefs.app, command: ['sh', '-c', 'echo not a message; exit 3'] },
+      ],
+    });
+    const uid = pod.metadata!.uid!;
+    w.workers.updatePod(pod);
+    const s = await waitStatus(w, uid, 'Failed', (s) => s.phase === 'Failed');
+    t.match(cs(s, 'file')!.state!.terminated, { exitCode: 1, message: 'goodbye' }, '/dev/termination-log');
+    t.match(cs(s, 'custom')!.state!.terminated, { exitCode: 0, message: 'done\n' }, 'terminationMessagePath');
+    t.match(cs(s, 'logs')!.state!.terminated, { exitCode: 2, message: 'starting\nit broke\n' }, 'FallbackToLogsOnError: the log tail');
+    t.equal(cs(s, 'quiet')!.state!.terminated!.message, undefined, 'policy File with an empty file: no message');
+    t.equal(await w.workers.terminatePod(pod, 1), true);
+  });
+
   t.test('graceful delete: preStop runs first, TERM then KILL at the end of the deletion grace period', async (t) => {
     const hooks = join(tmp, 'grace-hooks');
     const pod = newPod('grace', {
