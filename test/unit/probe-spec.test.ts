@@ -85,6 +85,7 @@ t.test('verdicts become events: Unhealthy on failure and error, ProbeWarning on 
   t.same(probeVerdict(live, { result: 'success', output: 'ok' }), { outcome: { result: 'success', output: 'ok' }, event: undefined });
   t.same(probeVerdict(live, { result: 'warning', output: 'r' }).event, { reason: 'ProbeWarning', message: 'Liveness probe warning: r' });
   t.same(probeVerdict(live, { result: 'warning', output: 'r' }).outcome.result, 'success', 'a warning counts as success');
+  t.equal(probeVerdict(live, { result: 'error', output: 'no running task found', silent: true }).event, undefined, 'a container gone under the probe: no event');
   t.same(probeVerdict(live, { result: 'error', output: 'port admin not found' }), { outcome: { result: 'error', output: 'port admin not found' }, event: { reason: 'Unhealthy', message: 'Liveness probe errored: port admin not found' } });
 });
 

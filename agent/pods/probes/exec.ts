@@ -4,7 +4,8 @@
  *
  * Exit 0 succeeds, any other exit fails with the command's combined output
  * (at most 10 KiB, as upstream); a timeout fails with upstream's
- * `command "..." timed out`; any other runtime error is an error (not counted).
+ * `command "..." timed out`; any other runtime error is an error (not counted;
+ * without an event when the container is gone).
  */
 import { errorMessage, isKnodeError } from '../../../lib/errors.js';
 import type { Runtime } from '../../runtime/types.js';
@@ -21,6 +22,8 @@ export async function runExecProbe(runtime: Pick<Runtime, 'execSync'>, container
     if (isKnodeError(err, 'DEADLINE_EXCEEDED') || /timeout .* exceeded|deadline exceeded/i.test(errorMessage(err))) {
       return { result: 'failure', output: `command ${JSON.stringify(command.join(' '))} timed out` };
     }
+    // The container stopped under the probe (killed for a restart): nothing to report, the next tick sees it.
+    if (isKnodeError(err, 'NOT_FOUND')) return { result: 'error', output: errorMessage(err), silent: true };
     return { result: 'error', output: errorMessage(err) };
   }
 }

@@ -83,7 +83,7 @@ export function probeVerdict(probe: ResolvedProbe, o: ProbeRunOutcome | ProbeOut
     case 'failure':
       return { outcome: { result: 'failure', output: o.output }, event: { reason: 'Unhealthy', message: `${name} probe failed: ${o.output}` } };
     case 'error':
-      return { outcome: o, event: { reason: 'Unhealthy', message: `${name} probe errored: ${o.output}` } };
+      return { outcome: o, event: o.silent === true ? undefined : { reason: 'Unhealthy', message: `${name} probe errored: ${o.output}` } };
   }
 }
 

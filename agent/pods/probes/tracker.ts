@@ -71,8 +71,8 @@ export interface ProbeView {
 
 export type TickDecision = { action: 'stop' } | { action: 'wait'; why: string } | { action: 'probe'; containerId: string };
 
-/** The outcome of one probe run: a verdict, or an error (not counted). */
-export type ProbeRunOutcome = { result: 'success' | 'failure'; output: string } | { result: 'error'; output: string };
+/** The outcome of one probe run: a verdict, or an error (not counted; `silent` when the container is simply gone, no event). */
+export type ProbeRunOutcome = { result: 'success' | 'failure'; output: string } | { result: 'error'; output: string; silent?: boolean };
 
 export class ProbeTracker {
   private containerId: string | undefined;
