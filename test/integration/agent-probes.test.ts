@@ -90,10 +90,13 @@ function registerTests(cri: CriRuntime): void {
     const running = await waitStatus(w, uid, 'Running and Ready', (s) => s.phase === 'Running' && cond(s, 'Ready') === 'True');
     const first = containerId(running, 'app');
     t.equal(cs(running, 'app')!.restartCount, 0);
+    const removedAt = Date.now();
     await sh(first, 'rm /tmp/healthy');
     const s = await waitStatus(w, uid, 'restarted and running again', (s) => (cs(s, 'app')?.restartCount ?? 0) >= 1 && cs(s, 'app')?.state?.running !== undefined, 40_000);
     t.not(containerId(s, 'app'), first, 'a new container');
     t.match(cs(s, 'app')!.lastState, { terminated: { exitCode: 137, containerID: `containerd://${first}` } }, 'lastState: the killed one (httpd ignores TERM: KILL after the probe grace period)');
+    const killedAfter = cs(s, 'app')!.lastState!.terminated!.finishedAt!.getTime() - removedAt;
+    t.ok(killedAfter < 20_000, `killed ${killedAfter} ms after the file went: the probe's grace period (1 s, raised to the 2 s minimum), not the pod's 30 s`);
     const unhealthy = eventsOf(w, pod, 'Unhealthy');
     t.ok(unhealthy.length >= 2, `${unhealthy.length} Unhealthy events (failureThreshold 2)`);
     t.match(unhealthy[0], { message: /^Liveness probe failed: cat: can't open '\/tmp\/healthy': No such file or directory/, fieldPath: 'spec.containers{app}' });
@@ -203,6 +206,15 @@ function registerTests(cri: CriRuntime): void {
     t.equal(eventsOf(w, pod, 'Unhealthy')[0]!.message, `Readiness probe failed: error: failed to connect service at "${s.podIP}:9000": dial tcp ${s.podIP}:9000: connect: connection refused`);
     t.equal(cs(s, 'app')!.ready, false);
     t.equal(cond(s, 'Ready'), 'False');
+    t.equal(await w.workers.terminatePod(pod, 1), true);
+  });
+
+  t.test('an exec probe that outlives its timeoutSeconds fails with upstream\'s message', async (t) => {
+    const pod = newPod('exec-timeout', { containers: [app({ readinessProbe: { exec: { command: ['sleep', '5'] }, timeoutSeconds: 1, periodSeconds: 1 } })] });
+    w.workers.updatePod(pod);
+    await waitFor('timed-out Unhealthy', async () => (eventsOf(w, pod, 'Unhealthy').length > 0 ? true : undefined), 30_000);
+    t.equal(eventsOf(w, pod, 'Unhealthy')[0]!.message, 'Readiness probe failed: command "sleep 5" timed out');
+    t.equal(cs(latest(w, pod.metadata!.uid!)!, 'app')!.ready, false);
     t.equal(await w.workers.terminatePod(pod, 1), true);
   });
 
