@@ -46,7 +46,10 @@ const http = createHttpServer((req, res) => {
   res.writeHead(404).end();
 });
 const httpPort = await listen(http);
-t.teardown(() => http.closeAllConnections() ?? http.close());
+t.teardown(() => {
+  http.closeAllConnections();
+  http.close();
+});
 
 const req = (path: string, port = httpPort, scheme: 'http' | 'https' = 'http', headers: { name: string; value: string }[] = []) =>
   httpProbeRequest({ kind: 'httpGet', host: undefined, port, path, scheme, headers }, '127.0.0.1', port, 'kube-probe/1.32');
