@@ -10,6 +10,7 @@ import { isKnodeError } from '../../lib/errors.js';
 import type { Runtime } from '../runtime/types.js';
 import { podUidLabel, restartCountAnnotation, containerHashAnnotation } from './labels.js';
 import type { ContainerInfo, PodRuntimeState, SandboxInfo } from './types.js';
+import { exitedContainerMessage } from './termination-message.js';
 
 export type StateRuntime = Pick<Runtime, 'listPodSandbox' | 'podSandboxStatus' | 'listContainers' | 'containerStatus'>;
 
@@ -79,7 +80,7 @@ export class RuntimeStateCache {
           finishedAt: s.finishedAt,
           exitCode: s.exitCode,
           reason: s.reason,
-          message: s.message,
+          message: s.state === 'exited' ? await exitedContainerMessage(s) : s.message,
           image: s.image.image,
           imageRef: s.imageRef,
           hash: s.annotations[containerHashAnnotation] ?? '',

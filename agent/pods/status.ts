@@ -28,7 +28,7 @@ export interface StatusInputs {
   previous?: V1PodStatus | undefined;
   /** Readiness of running containers by id (no entry: ready when running). */
   readiness?: ReadonlyMap<string, boolean>;
-  /** Startup-probe result of running containers by id (no entry: started when running). */
+  /** Startup-probe result of running containers by id (no entry: started when running and it has no startup probe). */
   started?: ReadonlyMap<string, boolean>;
   /** Prefix of containerID ('containerd'). */
   runtimeName?: string;
@@ -99,7 +99,7 @@ function containerStatuses(pod: V1Pod, state: PodRuntimeState, specs: V1Containe
       status.restartCount = latest.restartCount;
       status.state = stateOf(latest, runtimeName);
       if (latest.state === 'running') {
-        status.started = inputs.started?.get(latest.id) ?? true;
+        status.started = inputs.started?.get(latest.id) ?? spec.startupProbe === undefined;
         status.ready = status.started && (inputs.readiness?.get(latest.id) ?? spec.readinessProbe === undefined);
       }
       if (previous !== undefined && previous.state === 'exited') status.lastState = terminated(previous, runtimeName);

@@ -13,6 +13,9 @@
  *   reasons (the reason cache), and the next sync tries again.
  * - A sync runs every `resyncMs` (the PLEG relist period) and at once on an
  *   update; syncs of one pod never overlap.
+ * - Probes (probes/manager.ts) run beside the loop: each sync hands them the
+ *   status it computed, and reads back readiness/started for the status and
+ *   liveness/startup failures for the plan; a changed result syncs at once.
  */
 import type { V1Container, V1LifecycleHandler, V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -31,6 +34,11 @@ import { computePodStatus, sameStatus, type WaitingReason } from './status.js';
 import type { CredentialsLookup, EventRecorder, EventType, ObjectLookup, PodRuntimeState, PodStatusSink } from './types.js';
 import { podDescription, podKey, podReference } from './types.js';
 import { renderEtcHosts, wantsManagedEtcHosts } from './etc-hosts.js';
+import { kubeletVersion } from '../node/render.js';
+import { directDialer, type Dialer } from './probes/dial.js';
+import { PodProbes } from './probes/manager.js';
+import { probeKillGracePeriod, probeUserAgent } from './probes/spec.js';
+import { terminationLogMount } from './termination-message.js';
 import { containerMounts, podDir, setUpVolumes, tearDownVolumes, type Mounter } from './volumes.js';
 
 /** The part of the runtime port the workers use. */
@@ -80,6 +88,8 @@ export interface PodWorkerOptions {
   /** containerID prefix (default 'containerd'). */
   runtimeName?: string;
   mounter?: Mounter;
+  /** How httpGet/tcpSocket/grpc probes connect (default: net.connect from the agent's namespace). */
+  probeDialer?: Dialer;
   logger?: Logger;
   now?: () => number;
 }
@@ -138,11 +148,25 @@ export class PodWorker {
   private terminated = false;
   /** Sleep less than resyncMs when a back-off ends sooner. */
   private wakeInMs: number | undefined;
+  private readonly probes: PodProbes;
 
   constructor(pod: V1Pod, options: PodWorkerOptions | ResolvedWorkerOptions) {
     this.pod = pod;
     this.o = 'sandbox' in options ? options : resolveWorkerOptions(options);
     this.log = this.o.logger.child({ pod: podKey(pod), uid: pod.metadata?.uid });
+    this.probes = new PodProbes(pod, {
+      runtime: this.o.runtime,
+      dial: this.o.probeDialer ?? directDialer,
+      userAgent: probeUserAgent(kubeletVersion),
+      // Probe events go out on every failed run, as upstream; the recorder aggregates them.
+      event: (type, reason, message, container) => this.event(type, reason, message, container, false),
+      onChange: () => {
+        this.kicked = true;
+        this.wake?.();
+      },
+      now: this.o.now,
+      logger: this.log.child({ component: 'prober' }),
+    });
   }
 
   get uid(): string {
@@ -185,6 +209,7 @@ export class PodWorker {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
+    await this.probes.stop();
     await this.loop;
     await this.syncing;
   }
@@ -196,9 +221,9 @@ export class PodWorker {
     return run;
   }
 
-  private event(type: EventType, reason: string, message: string, container?: string): void {
+  private event(type: EventType, reason: string, message: string, container?: string, holdRepeats = true): void {
     // Warnings of failures retried on every sync (FailedMount, config errors) go out once a minute.
-    if (type === 'Warning') {
+    if (type === 'Warning' && holdRepeats) {
       const key = `${reason}\0${container ?? ''}\0${message}`;
       const now = this.o.now();
       const last = this.recentWarnings.get(key);
@@ -228,7 +253,7 @@ export class PodWorker {
       this.log.warn('volumes not ready', { err });
     }
 
-    const actions = computePodActions(pod, state, this.o.now(), this.o.backoff);
+    const actions = computePodActions(pod, state, this.o.now(), this.o.backoff, this.probes.planInputs());
     this.wakeInMs = actions.backOff.length === 0 ? undefined : Math.min(...actions.backOff.map((b) => b.retryInMs)) + 20;
     for (const b of actions.backOff) {
       this.reasons.set(b.name, { reason: 'CrashLoopBackOff', message: b.message });
@@ -281,7 +306,8 @@ export class PodWorker {
     for (const k of actions.containersToKill) {
       const spec = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].find((c) => c.name === k.name);
       this.event('Normal', 'Killing', k.reason === 'PodDeleted' ? `Stopping container ${k.name}` : k.message, k.name);
-      await this.stopContainer(k.id, spec, gracePeriod(pod), podIPs);
+      const grace = k.reason === 'LivenessFailed' || k.reason === 'StartupFailed' ? probeKillGracePeriod(pod, spec, k.reason) : gracePeriod(pod);
+      await this.stopContainer(k.id, spec, grace, podIPs);
     }
 
     const ctx = { sandboxId, sandboxConfig, podIPs, volumePaths, state };
@@ -321,6 +347,8 @@ export class PodWorker {
       try {
         const env = await makeEnvironment(pod, spec, { hostIPs: this.o.hostIPs, podIPs: ctx.podIPs, nodeAllocatable: this.o.nodeAllocatable, lookup: this.o.lookup });
         const mounts = await containerMounts(spec, ctx.volumePaths);
+        const terminationLog = await terminationLogMount(this.o.rootDir, this.uid, spec);
+        if (terminationLog !== undefined) mounts.push(terminationLog);
         if (wantsManagedEtcHosts(pod, spec, ctx.podIPs)) {
           const file = join(podDir(this.o.rootDir, this.uid), 'etc-hosts');
           await writeFile(file, renderEtcHosts(pod, ctx.podIPs, this.o.sandbox.clusterDomain), { mode: 0o644 });
@@ -451,11 +479,14 @@ export class PodWorker {
     const status = computePodStatus(pod, state, {
       hostIPs: this.o.hostIPs,
       reasons: this.reasons,
+      readiness: this.probes.readiness(),
+      started: this.probes.started(),
       previous: this.lastStatus ?? pod.status,
       runtimeName: this.o.runtimeName ?? 'containerd',
       now: new Date(this.o.now()),
       terminal,
     });
+    if (!terminal) this.probes.update(pod, status);
     if (sameStatus(this.lastStatus, status)) return;
     this.lastStatus = status;
     try {
@@ -476,6 +507,7 @@ export class PodWorker {
   async terminate(graceSeconds?: number): Promise<boolean> {
     this.stopped = true;
     this.wake?.();
+    await this.probes.stop();
     await this.loop;
     await this.syncing;
     this.terminated = true;

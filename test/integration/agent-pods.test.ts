@@ -2,7 +2,7 @@
  * The agent's pod workers against a real containerd (CRI v1): a throw-away
  * containerd in a throw-away `knode-t-<random>` namespace with the reference CNI
  * bridge + host-local (bridge knode-tbr1, 10.251.0.0/24, only in that namespace)
- * and the lab images imported. Pods are fed to the workers as V1Pod objects;
+ * and the lab images imported (test/helpers/agent-pods.ts). Pods are fed to the workers as V1Pod objects;
  * statuses and events are collected from the sink and recorder ports.
  *
  * Teardown: worker loops stop first, then test/helpers/containerd.ts removes
@@ -11,23 +11,21 @@
  */
 import t from 'tap';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { totalmem } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { V1ConfigMap, V1ContainerStatus, V1Pod, V1PodStatus, V1Secret } from '@kubernetes/client-node';
-import { BackOff } from '../../agent/pods/backoff.js';
+import type { V1ConfigMap, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { podUidLabel } from '../../agent/pods/labels.js';
-import type { EventType, InvolvedObject, ObjectLookup } from '../../agent/pods/types.js';
+import type { ObjectLookup } from '../../agent/pods/types.js';
 import { systemMounter } from '../../agent/pods/volumes.js';
 import type { PodWorkerOptions } from '../../agent/pods/worker.js';
-import { PodWorkers } from '../../agent/pods/workers.js';
-import { createCriRuntime, type CriRuntime } from '../../agent/runtime/cri/client.js';
+import type { CriRuntime } from '../../agent/runtime/cri/client.js';
 import { errorMessage } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { imageArchive, imageRefs } from '../../lab/paths.js';
 import { pushImages } from '../../lab/images/push.js';
 import { startRegistry, stopRegistry } from '../../lab/images/registry.js';
-import { createTestEnv, renderPlainHttpHosts, startContainerd, waitFor } from '../helpers/containerd.js';
+import { cond, cs, latest, podMaker, podWorld, reasonsOf, startCriContainerd, waitStatus, type World } from '../helpers/agent-pods.js';
+import { createTestEnv, waitFor } from '../helpers/containerd.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
@@ -53,55 +51,13 @@ const registryAuth = { user: 'knode', password: `pw-${rand}` };
 env.onTeardown(() => stopRegistry('auth', { runDir: registryRunDir }).catch(() => false));
 
 async function setUp(): Promise<CriRuntime> {
-  const cniConfDir = join(tmp, 'cni', 'net.d');
-  await mkdir(cniConfDir, { recursive: true });
-  await writeFile(
-    join(cniConfDir, '10-knode-test.conflist'),
-    JSON.stringify({
-      cniVersion: '1.0.0',
-      name: network,
-      plugins: [
-        {
-          type: 'bridge',
-          bridge: 'knode-tbr1',
-          isGateway: true,
-          ipMasq: false,
-          hairpinMode: true,
-          ipam: { type: 'host-local', ranges: [[{ subnet: '10.251.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(tmp, 'cni', 'ipam') },
-        },
-      ],
-    }),
-  );
-  const registryConfigDir = join(tmp, 'certs.d');
-  await mkdir(join(registryConfigDir, registryHost), { recursive: true });
-  await writeFile(join(registryConfigDir, registryHost, 'hosts.toml'), renderPlainHttpHosts(registryHost));
-  const containerd = await startContainerd(env, { cri: { cniConfDir, registryConfigDir } });
-  await containerd.importImages(['pause', 'app']);
-  const cri = createCriRuntime({ endpoint: `unix://${containerd.socket}`, requestTimeoutMs: 30_000, logger: quiet });
-  t.teardown(() => cri.close());
-  await cri.waitReady({ timeoutMs: 20_000 });
-  await waitFor('NetworkReady', async () => ((await cri.status()).conditions.some((c) => c.type === 'NetworkReady' && c.status) ? true : undefined));
-  return cri;
+  return startCriContainerd(t, env, { network, logger: quiet, plainHttpRegistries: [registryHost] });
 }
 
 const cri = await setUp().catch((err: unknown) => {
   t.fail(`setup failed: ${errorMessage(err)}`);
   return undefined;
 });
-
-/** A world of collected statuses and events for one PodWorkers instance. */
-interface PodEvent {
-  involvedObject: InvolvedObject;
-  type: EventType;
-  reason: string;
-  message: string;
-}
-
-interface World {
-  workers: PodWorkers;
-  statuses: Map<string, V1PodStatus[]>;
-  events: PodEvent[];
-}
 
 const configMaps = new Map<string, V1ConfigMap>([['default/web-config', { metadata: { name: 'web-config', namespace: 'default' }, data: { GREETING: 'hello from a configMap' } }]]);
 const secrets = new Map<string, V1Secret>();
@@ -112,65 +68,10 @@ const lookup: ObjectLookup = {
 };
 
 function world(runtime: CriRuntime, extra: Partial<PodWorkerOptions> = {}): World {
-  const statuses = new Map<string, V1PodStatus[]>();
-  const events: PodEvent[] = [];
-  const workers = new PodWorkers({
-    runtime,
-    rootDir: join(tmp, 'kubelet'),
-    podLogsRoot: join(tmp, 'pod-logs'),
-    clusterDNS: ['10.96.0.10'],
-    clusterDomain: 'cluster.local',
-    cgroupParent,
-    hostIPs: ['10.251.0.1'],
-    nodeAllocatable: { cpu: '2', memory: '4Gi' },
-    memoryCapacity: totalmem(),
-    lookup,
-    recorder: { event: (involvedObject, type, reason, message) => void events.push({ involvedObject, type, reason, message }) },
-    statusSink: {
-      setStatus: (pod, status) => {
-        const uid = pod.metadata!.uid!;
-        statuses.set(uid, [...(statuses.get(uid) ?? []), structuredClone(status)]);
-      },
-    },
-    backoff: new BackOff({ baseMs: 1000, maxMs: 8000 }),
-    imageBackoff: new BackOff({ baseMs: 1000, maxMs: 8000 }),
-    resyncMs: 500,
-    mounter: systemMounter,
-    logger: quiet,
-    ...extra,
-  });
-  t.teardown(() => workers.stop());
-  return { workers, statuses, events };
+  return podWorld(t, { runtime, tmp, cgroupParent, lookup, logger: quiet }, extra);
 }
 
-function latest(w: World, uid: string): V1PodStatus | undefined {
-  return w.statuses.get(uid)?.at(-1);
-}
-
-function waitStatus(w: World, uid: string, what: string, ok: (s: V1PodStatus) => boolean, timeoutMs = 30_000): Promise<V1PodStatus> {
-  return waitFor(what, async () => {
-    const s = latest(w, uid);
-    return s !== undefined && ok(s) ? s : undefined;
-  }, timeoutMs);
-}
-
-function cond(s: V1PodStatus, type: string): string | undefined {
-  return s.conditions?.find((c) => c.type === type)?.status;
-}
-
-function cs(s: V1PodStatus, name: string): V1ContainerStatus | undefined {
-  return [...(s.containerStatuses ?? []), ...(s.initContainerStatuses ?? [])].find((c) => c.name === name);
-}
-
-function reasonsOf(w: World, uid: string): string[] {
-  return w.events.filter((e) => e.involvedObject.uid === uid).map((e) => e.reason);
-}
-
-let podSeq = 0;
-function newPod(name: string, spec: V1Pod['spec']): V1Pod {
-  podSeq++;
-  return { metadata: { name: `${name}-${rand}`, namespace: 'default', uid: `uid-${rand}-${podSeq}` }, spec };
-}
+const newPod = podMaker(rand);
 
 function webPod(): V1Pod {
   return newPod('web', {
