@@ -62,6 +62,7 @@ import {
   containerState,
   containerStatusFromInspect,
   dockerAuth,
+  dockerTypeLabel,
   fromDockerLabels,
   imageFromInspect,
   imageFromList,
@@ -69,6 +70,9 @@ import {
   logPathLabel,
   namespaceOptionsLabel,
   parseName,
+  podNameLabel,
+  podNamespaceLabel,
+  podUidLabel,
   pullReference,
   renderResolvConf,
   resourcesToDocker,
@@ -289,7 +293,7 @@ export class DockerRuntime implements Runtime {
 
   async podSandboxStatus(podSandboxId: string, options?: CallOptions & { verbose?: boolean }): Promise<PodSandboxStatusResult> {
     const info = await this.inspect(podSandboxId, options);
-    if (info.Config.Labels?.['io.kubernetes.docker.type'] !== 'podsandbox') throw new KnodeError('NOT_FOUND', `docker: ${podSandboxId} is not a pod sandbox`);
+    if (info.Config.Labels?.[dockerTypeLabel] !== 'podsandbox') throw new KnodeError('NOT_FOUND', `docker: ${podSandboxId} is not a pod sandbox`);
     const cached = await this.cni.cached(info.Id);
     const ips = cached === undefined ? { ip: '', additional: [] } : primaryIPs(cached.result);
     const base = this.sandboxFrom(info.Id, info.Name, info.Config.Labels, info.State.Running ? 'running' : 'exited', rfc3339ToNanos(info.Created));
@@ -305,9 +309,9 @@ export class DockerRuntime implements Runtime {
     return {
       id,
       metadata: {
-        name: parsed?.pod ?? dockerLabels?.['io.kubernetes.pod.name'] ?? '',
-        namespace: parsed?.namespace ?? dockerLabels?.['io.kubernetes.pod.namespace'] ?? '',
-        uid: parsed?.uid ?? dockerLabels?.['io.kubernetes.pod.uid'] ?? '',
+        name: parsed?.pod ?? dockerLabels?.[podNameLabel] ?? '',
+        namespace: parsed?.namespace ?? dockerLabels?.[podNamespaceLabel] ?? '',
+        uid: parsed?.uid ?? dockerLabels?.[podUidLabel] ?? '',
         attempt: parsed?.attempt ?? 0,
       },
       state: state === 'running' ? 'ready' : 'notready',
@@ -406,7 +410,7 @@ export class DockerRuntime implements Runtime {
 
   async containerStatus(containerId: string, options?: CallOptions & { verbose?: boolean }): Promise<ContainerStatusResult> {
     const info = await this.inspect(containerId, options);
-    if (info.Config.Labels?.['io.kubernetes.docker.type'] !== 'container') throw new KnodeError('NOT_FOUND', `docker: ${containerId} is not a pod container`);
+    if (info.Config.Labels?.[dockerTypeLabel] !== 'container') throw new KnodeError('NOT_FOUND', `docker: ${containerId} is not a pod container`);
     this.ensureLogCopy(info);
     const state = containerState(info.State.Status);
     // An exited container's log is complete once its copier has drained docker's log.
