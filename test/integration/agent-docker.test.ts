@@ -215,6 +215,64 @@ t.test('sandbox, containers, exec, logs, adoption, CNI DEL', async (t) => {
   t.same(await readdir(join(tmp, 'state', 'cni')), [], 'CNI cache emptied');
 });
 
+t.test('security context, resources, shared PID namespace, read-only mounts, OOMKilled', async (t) => {
+  const puid = `${uid}-sec`;
+  const config: PodSandboxConfig = {
+    ...sandboxConfig,
+    metadata: { ...sandboxConfig.metadata, name: 'sec', uid: puid },
+    hostname: 'sec',
+    portMappings: [],
+    labels: { 'io.kubernetes.pod.uid': puid },
+    linux: { cgroupParent, securityContext: { namespaceOptions: { pid: 'pod' } } },
+  };
+  const sandboxId = await rt.runPodSandbox(config);
+  t.teardown(() => rt.removePodSandbox(sandboxId));
+  const hostDir = join(tmp, 'ro-src');
+  await mkdir(hostDir, { recursive: true });
+  await writeFile(join(hostDir, 'f'), 'from the host\n');
+  const id = await rt.createContainer(
+    sandboxId,
+    containerConfig('sec', {
+      command: ['sleep', '3600'],
+      mounts: [{ hostPath: hostDir, containerPath: '/ro', readonly: true }],
+      workingDir: '/ro',
+      linux: {
+        resources: { memoryLimitInBytes: 64 << 20, cpuQuota: 20_000, cpuPeriod: 100_000, cpuShares: 256 },
+        securityContext: { runAsUser: 65534, runAsGroup: 65534, readonlyRootfs: true, capabilities: { drop: ['ALL'] }, namespaceOptions: { pid: 'pod' } },
+      },
+    }),
+    config,
+  );
+  await rt.startContainer(id);
+  const sh = async (cmd: string): Promise<string> => {
+    const r = await rt.execSync(id, ['sh', '-c', cmd], 10);
+    return r.stdout.toString() + r.stderr.toString();
+  };
+  t.equal(await sh('id -u; id -g'), '65534\n65534\n', 'runAsUser / runAsGroup');
+  t.equal(await sh('pwd; cat f'), '/ro\nfrom the host\n', 'workingDir and the bind mount');
+  t.match(await sh('touch /ro/x 2>&1; touch /x 2>&1; true'), /Read-only file system[^]*Read-only file system/, 'read-only mount and read-only rootfs');
+  t.match(await sh('grep CapEff /proc/self/status'), /CapEff:\s+0+\n/, 'capabilities dropped');
+  t.match(await sh('cat /proc/1/cmdline | tr "\\0" " "'), /pause/, 'shared PID namespace: PID 1 is the pause process');
+  const cg = (ctl: string, file: string): Promise<string> => readFile(join('/sys/fs/cgroup', ctl, cgroupParent, id, file), 'utf8').then((x) => x.trim());
+  t.equal(await cg('memory', 'memory.limit_in_bytes'), String(64 << 20), 'memory limit');
+  t.equal(await cg('cpu', 'cpu.cfs_quota_us'), '20000', 'CPU quota');
+  t.equal(await cg('cpu', 'cpu.shares'), '256', 'CPU shares');
+  t.match((await rt.containerStatus(id)).status.resources, { memoryLimitInBytes: 64 << 20, cpuQuota: 20_000, cpuShares: 256 });
+
+  const oom = await rt.createContainer(
+    sandboxId,
+    containerConfig('oom', { command: ['sh', '-c'], args: ['x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived'], linux: { resources: { memoryLimitInBytes: 16 << 20 } } }),
+    config,
+  );
+  await rt.startContainer(oom);
+  const st = await waitFor('oom container exited', async () => {
+    const s = (await rt.containerStatus(oom)).status;
+    return s.state === 'exited' ? s : undefined;
+  });
+  t.equal(st.reason, 'OOMKilled', `reason ${st.reason}, exit code ${st.exitCode}`);
+  t.equal(st.exitCode, 137);
+});
+
 t.test('sandbox set-up failure: a broken network config leaves nothing behind', async (t) => {
   const badDir = join(tmp, 'cni', 'bad');
   await mkdir(badDir, { recursive: true });
