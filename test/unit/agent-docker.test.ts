@@ -1,5 +1,9 @@
 /** Pure parts of the Docker backend: names, labels, create options, CNI inputs, log lines, frames. */
 import t from 'tap';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { resolveConfig } from '../../agent/config/index.js';
 import { cniEnv, parseNetworkConfig, pluginInput, primaryIPs, selectConfig, type CniArgs } from '../../agent/runtime/docker/cni.js';
 import {
@@ -18,7 +22,8 @@ import {
   sandboxName,
 } from '../../agent/runtime/docker/convert.js';
 import { FrameParser } from '../../agent/runtime/docker/frames.js';
-import { criLogLine } from '../../agent/runtime/docker/logs.js';
+import { LogCopier, criLogLine } from '../../agent/runtime/docker/logs.js';
+import { createLogger } from '../../lib/log.js';
 import type { PodSandboxConfig } from '../../agent/runtime/types.js';
 
 const sandbox: PodSandboxConfig = {
@@ -139,4 +144,42 @@ t.test('--container-runtime selects the backend and its default endpoint', async
   t.same(pick(['--container-runtime-endpoint', '/run/x/docker.sock']), { kind: 'docker', endpoint: 'unix:///run/x/docker.sock' });
   t.same(pick(['--container-runtime=remote', '--container-runtime-endpoint', '/run/x/docker.sock']), { kind: 'cri', endpoint: 'unix:///run/x/docker.sock' });
   t.throws(() => resolveConfig({ argv: ['--container-runtime', 'rkt'], hostname: 'n1' }), { code: 'CONFIG_INVALID' });
+});
+
+function frame(type: number, text: string): Buffer {
+  const head = Buffer.alloc(8);
+  head[0] = type;
+  head.writeUInt32BE(Buffer.byteLength(text), 4);
+  return Buffer.concat([head, Buffer.from(text)]);
+}
+
+t.test('LogCopier: copies a multiplexed stream, resumes without duplicates, survives a bad path', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'knode-logcopier-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const warnings: string[] = [];
+  const log = createLogger({ component: 't', write: (l) => void warnings.push(l) });
+  const path = join(dir, 'app', '0.log');
+  const messages = [frame(1, '2026-11-23T12:00:00.1Z one\n'), frame(2, '2026-11-23T12:00:01.2Z two\n')];
+  const since: number[] = [];
+  const open = (all: Buffer[]) => async (s: number): Promise<Readable> => {
+    since.push(s);
+    return Readable.from(all);
+  };
+  const first = new LogCopier(log);
+  first.ensure('c1', path, false, open(messages));
+  await first.whenCopied('c1', 5000);
+  const text = '2026-11-23T12:00:00.100000000Z stdout F one\n2026-11-23T12:00:01.200000000Z stderr F two\n';
+  t.equal(await readFile(path, 'utf8'), text);
+  first.ensure('c1', path, false, open(messages));
+  t.same(since, [0], 'a finished copy is not started again');
+  // A new instance (agent restart): asks from the last second on, skips what the file has.
+  const second = new LogCopier(log);
+  second.ensure('c1', path, false, open([...messages, frame(1, '2026-11-23T12:00:02Z three\n')]));
+  await second.whenCopied('c1', 5000);
+  t.same(since, [0, Math.floor(Date.parse('2026-11-23T12:00:01Z') / 1000)]);
+  t.equal(await readFile(path, 'utf8'), text + '2026-11-23T12:00:02.000000000Z stdout F three\n');
+  const bad = new LogCopier(log);
+  bad.ensure('c2', '/dev/null/x/0.log', false, open(messages));
+  await bad.whenCopied('c2', 5000);
+  t.match(warnings.join(''), /copying the container log failed/, 'a bad path is a warning, not a crash');
 });

@@ -449,8 +449,13 @@ export class DockerRuntime implements Runtime {
     const limitMs = timeoutSeconds > 0 ? timeoutSeconds * 1000 : (options?.timeoutMs ?? this.requestTimeoutMs);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), limitMs)));
-    const outcome = await Promise.race([drained.then(() => 'done' as const), timedOut]).finally(() => clearTimeout(timer));
+    const outcome = await Promise.race([drained.then(() => 'done' as const), timedOut])
+      .catch((e: unknown) => {
+        throw new KnodeError('UNKNOWN', `execSync in ${containerId}: the exec stream failed: ${errorMessage(e)}`, { cause: e });
+      })
+      .finally(() => clearTimeout(timer));
     if (outcome === 'timeout') {
+      drained.catch(() => undefined); // the destroyed stream may still report an error
       stream.destroy();
       throw new KnodeError('DEADLINE_EXCEEDED', `execSync ${JSON.stringify(cmd)} in ${containerId}: command timed out after ${limitMs} ms`);
     }

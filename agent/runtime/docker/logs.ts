@@ -88,10 +88,12 @@ export class LogCopier {
     if (path === '' || this.followers.has(id) || this.finished.has(id)) return;
     const follower: Follower = { path, writer: undefined, done: Promise.resolve(), stream: undefined };
     this.followers.set(id, follower);
-    follower.done = this.copy(id, follower, tty, openStream).finally(() => {
-      this.followers.delete(id);
-      follower.writer?.end();
-    });
+    follower.done = this.copy(id, follower, tty, openStream)
+      .catch((err: unknown) => this.log.warn('copying the container log failed', { id, path, err }))
+      .finally(() => {
+        this.followers.delete(id);
+        follower.writer?.end();
+      });
   }
 
   private async copy(id: string, f: Follower, tty: boolean, openStream: OpenLogStream): Promise<void> {
