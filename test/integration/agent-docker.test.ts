@@ -11,7 +11,7 @@
  */
 import t from 'tap';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createDockerRuntime, type DockerRuntime } from '../../agent/runtime/docker/client.js';
 import type { ContainerConfig, PodSandboxConfig } from '../../agent/runtime/types.js';
@@ -271,6 +271,52 @@ t.test('security context, resources, shared PID namespace, read-only mounts, OOM
   });
   t.equal(st.reason, 'OOMKilled', `reason ${st.reason}, exit code ${st.exitCode}`);
   t.equal(st.exitCode, 137);
+});
+
+t.test('TTY logs, log reopen, resource update, stats, image fs, host network', async (t) => {
+  const puid = `${uid}-more`;
+  const config: PodSandboxConfig = {
+    ...sandboxConfig,
+    metadata: { ...sandboxConfig.metadata, name: 'more', uid: puid },
+    portMappings: [],
+    labels: { 'io.kubernetes.pod.uid': puid },
+    linux: { cgroupParent, securityContext: { namespaceOptions: { network: 'node' } } },
+  };
+  const sandboxId = await rt.runPodSandbox(config);
+  t.teardown(() => rt.removePodSandbox(sandboxId));
+  const sb = (await rt.podSandboxStatus(sandboxId)).status;
+  t.same([sb.network.ip, sb.namespaceOptions?.network], ['', 'node'], 'host network: no CNI, no pod IP');
+
+  const tty = await rt.createContainer(sandboxId, containerConfig('tty', { command: ['sh', '-c', 'echo on-a-tty'], tty: true }), config);
+  await rt.startContainer(tty);
+  await waitFor('tty container exited', async () => ((await rt.containerStatus(tty)).status.state === 'exited' ? true : undefined));
+  t.match(await readFile(join(podLogs, 'tty', '0.log'), 'utf8'), /^\S+Z stdout F on-a-tty\n$/, 'a TTY container logs to stdout, one line');
+
+  const ticker = await rt.createContainer(sandboxId, containerConfig('ticker', { command: ['sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done'] }), config);
+  await rt.startContainer(ticker);
+  const logFile = join(podLogs, 'ticker', '0.log');
+  await waitFor('ticks', async () => ((await readFile(logFile, 'utf8').catch(() => '')).includes('tick 1\n') ? true : undefined));
+  await rename(logFile, `${logFile}.1`);
+  await rt.reopenContainerLog(ticker);
+  const fresh = await waitFor('ticks in the reopened file', async () => {
+    const text = await readFile(logFile, 'utf8').catch(() => '');
+    return text.split('\n').length > 2 ? text : undefined;
+  });
+  const lastRotated = Number(/tick (\d+)\n$/.exec(await readFile(`${logFile}.1`, 'utf8'))?.[1]);
+  t.equal(Number(/tick (\d+)/.exec(fresh)?.[1]), lastRotated + 1, 'the reopened file goes on where the rotated one ended');
+  await t.rejects(rt.reopenContainerLog(tty), { code: 'FAILED_PRECONDITION' }, 'reopen for an exited container');
+
+  await rt.updateContainerResources(ticker, { cpuShares: 128, cpuQuota: 30_000, cpuPeriod: 100_000 });
+  t.equal((await readFile(join('/sys/fs/cgroup/cpu', cgroupParent, ticker, 'cpu.shares'), 'utf8')).trim(), '128', 'updateContainerResources');
+  const stats = await rt.containerStats(ticker);
+  t.equal(stats.metadata.name, 'ticker');
+  t.ok((stats.cpu?.usageCoreNanoSeconds ?? 0n) > 0n && (stats.memory?.workingSetBytes ?? 0) > 0, 'cpu and memory usage');
+  t.same((await rt.listContainerStats({ podSandboxId: sandboxId })).map((x) => x.id), [ticker], 'stats of the running containers');
+  const fs = await rt.imageFsInfo();
+  t.ok((fs.imageFilesystems[0]?.usedBytes ?? 0) > 0 && fs.imageFilesystems[0]?.mountpoint.startsWith(dockerd.dir), 'image fs of the data root');
+  await rt.stopContainer(ticker, 0);
+  await rt.stopContainer(ticker, 0);
+  t.equal((await rt.containerStatus(ticker)).status.state, 'exited', 'stopContainer, twice');
 });
 
 t.test('sandbox set-up failure: a broken network config leaves nothing behind', async (t) => {
