@@ -16,6 +16,7 @@
  *   running; exit 0. A broken watch never kills a pod (the informer resumes or
  *   relists and diffs, agent/kube/informer.ts).
  */
+import { join } from 'node:path';
 import type { V1ConfigMap, V1Pod, V1PodStatus, V1Secret, V1Service } from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
 import { errorMessage, isKnodeError } from '../lib/errors.js';
@@ -103,7 +104,13 @@ function apiStatusSink(kube: KubeClient, log: Logger): PodStatusSink & { forget(
 }
 
 async function connectRuntime(config: AgentConfig, signal: AbortSignal, log: Logger): Promise<Runtime | undefined> {
-  const runtime = createRuntime('cri', { endpoint: config.containerRuntimeEndpoint });
+  const runtime = createRuntime(config.containerRuntime, {
+    endpoint: config.containerRuntimeEndpoint,
+    network: { confDir: config.cniConfDir, binDir: config.cniBinDir },
+    stateDir: join(config.rootDir, 'docker'),
+    sandboxImage: config.podInfraContainerImage,
+    ...(config.cgroupRoot !== undefined ? { cgroupParent: config.cgroupRoot } : {}),
+  });
   for (let attempt = 1; !signal.aborted; attempt++) {
     try {
       const v = await runtime.waitReady({ timeoutMs: 30_000, signal });
@@ -189,6 +196,7 @@ async function main(argv: string[]): Promise<number> {
   const recorder: EventRecorder = node.recorder;
   const workers = new PodWorkers({
     runtime,
+    runtimeName: config.containerRuntime === 'docker' ? 'docker' : 'containerd',
     rootDir: config.rootDir,
     podLogsRoot: config.podLogsDir,
     clusterDNS: config.clusterDNS,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Bundles each knode program into one ESM file under dist/ so that start-up loads one file.
-// Native addons (koffi, netlink) stay external and load from node_modules.
+// Native addons (koffi, netlink) stay external and load from node_modules, as does ssh2
+// (docker-modem's ssh:// transport, unused by knode, with optional native crypto).
 import { build } from 'esbuild';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -41,7 +42,7 @@ await Promise.all(
       target: 'node20',
       format: 'esm',
       sourcemap: 'linked',
-      external: ['koffi', 'netlink'],
+      external: ['koffi', 'netlink', 'ssh2'],
       banner: { js: banner },
       logLevel: 'warning',
     });

@@ -33,6 +33,12 @@ function absolute(value: string): string {
   return value;
 }
 
+function parseRuntimeKind(value: string): 'cri' | 'docker' {
+  if (value === 'docker') return 'docker';
+  if (value === 'remote' || value === 'cri') return 'cri';
+  throw new Error(`"${value}" is not one of remote, cri, docker`);
+}
+
 function verbosityToLevel(v: number): LogLevel {
   return v >= 4 ? 'debug' : 'info';
 }
@@ -57,6 +63,12 @@ export const flagSpecs: Record<string, FlagSpec> = {
     help: 'CRI endpoint (default unix:///run/containerd/containerd.sock).',
     apply: (v, l) => void (l.containerRuntimeEndpoint = parseUnixEndpoint(v)),
   },
+  'container-runtime': {
+    help: "'remote' or 'cri' (a CRI endpoint, the default) or 'docker' (dockerd; default endpoint unix:///var/run/docker.sock).",
+    apply: (v, l) => void (l.containerRuntime = parseRuntimeKind(v)),
+  },
+  'pod-infra-container-image': { help: 'Pause image of the sandboxes (docker runtime).', apply: (v, l) => void (l.podInfraContainerImage = nonEmpty(v).trim()) },
+  'cni-bin-dir': { help: 'Directory of the CNI plugins (docker runtime; default /opt/cni/bin).', apply: (v, l) => void (l.cniBinDir = absolute(v)) },
   'pod-manifest-path': { help: 'Directory of static pod manifests.', apply: (v, l) => void (l.podManifestPath = nonEmpty(v)) },
   'root-dir': { help: 'Directory for the agent\'s files (default /var/lib/knode).', apply: (v, l) => void (l.rootDir = nonEmpty(v)) },
   'cluster-dns': { help: 'DNS server IP(s) for pods (repeatable, comma list).', apply: (v, l) => void (l.clusterDNS = [...(l.clusterDNS ?? []), ...parseIPList(v)]) },

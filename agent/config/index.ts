@@ -65,13 +65,18 @@ export function resolveConfig(input: ResolveInput): ResolveResult {
     fileLayer = file.layer;
   }
   const merged = mergeLayers(defaultConfig, fileLayer, flags.layer);
+  const endpointGiven = flags.layer.containerRuntimeEndpoint ?? fileLayer.containerRuntimeEndpoint;
+  const containerRuntime = merged.containerRuntime ?? (endpointGiven?.endsWith('/docker.sock') ? 'docker' : 'cri');
   const config: AgentConfig = {
     kubeconfig: merged.kubeconfig,
     configFile: flags.configFile,
     hostnameOverride: merged.hostnameOverride,
     nodeName: (merged.hostnameOverride ?? input.hostname).trim().toLowerCase(),
     nodeIPs: merged.nodeIPs ?? [],
-    containerRuntimeEndpoint: merged.containerRuntimeEndpoint ?? defaultConfig.containerRuntimeEndpoint,
+    containerRuntimeEndpoint: endpointGiven ?? (containerRuntime === 'docker' ? defaultConfig.dockerEndpoint : defaultConfig.containerRuntimeEndpoint),
+    containerRuntime,
+    podInfraContainerImage: merged.podInfraContainerImage ?? defaultConfig.podInfraContainerImage,
+    cniBinDir: merged.cniBinDir ?? defaultConfig.cniBinDir,
     podManifestPath: merged.podManifestPath,
     rootDir: merged.rootDir ?? defaultConfig.rootDir,
     clusterDNS: merged.clusterDNS ?? [],

@@ -24,6 +24,15 @@ export interface AgentConfig {
   nodeIPs: string[];
   /** unix:///path/to.sock */
   containerRuntimeEndpoint: string;
+  /**
+   * --container-runtime: 'cri' (containerd's CRI) or 'docker' (dockerd, driven
+   * by the agent); without the flag, an endpoint ending in docker.sock means docker.
+   */
+  containerRuntime: 'cri' | 'docker';
+  /** --pod-infra-container-image: the pause image of docker sandboxes. */
+  podInfraContainerImage: string;
+  /** --cni-bin-dir: CNI plugins, for runtimes the agent runs CNI for (docker). */
+  cniBinDir: string;
   podManifestPath: string | undefined;
   rootDir: string;
   clusterDNS: string[];
@@ -49,6 +58,9 @@ export interface AgentConfig {
 
 export const defaultConfig = {
   containerRuntimeEndpoint: 'unix:///run/containerd/containerd.sock',
+  dockerEndpoint: 'unix:///var/run/docker.sock',
+  podInfraContainerImage: 'registry.k8s.io/pause:3.9',
+  cniBinDir: '/opt/cni/bin',
   rootDir: '/var/lib/knode',
   clusterDomain: 'cluster.local',
   maxPods: 110,
@@ -59,7 +71,7 @@ export const defaultConfig = {
   logLevel: 'info',
   cniConfDir: '/etc/cni/net.d',
   podLogsDir: '/var/log/pods',
-} as const satisfies Partial<AgentConfig>;
+} as const satisfies Partial<AgentConfig> & { dockerEndpoint: string };
 
 /** Renew interval of the node Lease: a quarter of its duration, as upstream (10 s for 40 s). */
 export function leaseRenewIntervalMs(config: Pick<AgentConfig, 'nodeLeaseDurationSeconds'>): number {

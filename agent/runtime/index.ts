@@ -1,14 +1,16 @@
 /**
  * The runtime backends the agent can drive, picked by name from an explicit map
- * (--container-runtime; 'docker' comes with the Docker backend).
+ * (--container-runtime: 'cri' for containerd's CRI, 'docker' for dockerd).
  */
 import { KnodeError } from '../../lib/errors.js';
 import { createCriRuntime } from './cri/client.js';
+import { createDockerRuntime } from './docker/client.js';
 import type { Runtime, RuntimeFactory, RuntimeKind, RuntimeOptions } from './types.js';
 
 export const runtimeBackends = {
   cri: createCriRuntime,
-} satisfies Partial<Record<RuntimeKind, RuntimeFactory>>;
+  docker: createDockerRuntime,
+} satisfies Record<RuntimeKind, RuntimeFactory>;
 
 export type AvailableRuntimeKind = keyof typeof runtimeBackends;
 

@@ -469,6 +469,17 @@ export interface RuntimeOptions {
   requestTimeoutMs?: number;
   /** Default deadline of an image pull; default 10 min. */
   pullTimeoutMs?: number;
+  /**
+   * For backends that run the pod network themselves (docker): the CNI conf
+   * dir (first conflist used) and plugin dir. CRI runtimes have their own.
+   */
+  network?: { confDir: string; binDir: string; hostNetns?: string };
+  /** Backend state (docker: the CNI result cache), e.g. <root-dir>/docker. */
+  stateDir?: string;
+  /** Pause image of the sandboxes (docker; CRI runtimes configure their own). */
+  sandboxImage?: string;
+  /** cgroup parent of sandboxes that name none (docker). */
+  cgroupParent?: string;
 }
 
 export type RuntimeFactory = (options: RuntimeOptions) => Runtime;

@@ -185,14 +185,10 @@ async function up(argv: string[]): Promise<number> {
     if (state.machines.every((m) => m.images.length === 0)) say('images: no image archives under build/images yet; nothing imported');
   });
 
-  if (runtime === 'containerd') {
-    await step(`agents: knode-agent on ${machines.map((m) => m.name).join(', ')}`, async () => {
-      if (!existsSync(agentBundle)) throw new KnodeError('AGENT_NOT_BUILT', `${agentBundle} is missing; run \`npm run build\` first`);
-      for (const node of machines) if ((await ensureAgent(node)).started) changed = true;
-    });
-  } else {
-    say(`agents: not started with --runtime ${runtime} (the agent speaks CRI; the Docker backend comes later)`);
-  }
+  await step(`agents: knode-agent (${runtime}) on ${machines.map((m) => m.name).join(', ')}`, async () => {
+    if (!existsSync(agentBundle)) throw new KnodeError('AGENT_NOT_BUILT', `${agentBundle} is missing; run \`npm run build\` first`);
+    for (const node of machines) if ((await ensureAgent(node, runtime)).started) changed = true;
+  });
   await step(`proxies: knode-proxy (${proxyMode}) on ${machines.map((m) => m.name).join(', ')}`, async () => {
     for (const node of machines) if ((await ensureProxy(node, proxyMode)).started) changed = true;
   });
@@ -234,7 +230,7 @@ interface NodeStatus {
   answering: boolean;
   socket: string;
   images: string[];
-  /** knode-agent's pid (containerd labs only). */
+  /** knode-agent's pid. */
   agentPid: number | undefined;
   agentLog: string | undefined;
   /** knode-proxy's pid. */
@@ -268,8 +264,8 @@ async function status(argv: string[]): Promise<number> {
       answering: await rt.ping(node),
       socket: rt.socket(node),
       images: m.images,
-      agentPid: state.runtime === 'containerd' ? await agentPid(node) : undefined,
-      agentLog: state.runtime === 'containerd' ? agentPaths(node).log : undefined,
+      agentPid: await agentPid(node),
+      agentLog: agentPaths(node).log,
       proxyPid: await proxyPid(node),
     });
   }
@@ -290,7 +286,7 @@ async function status(argv: string[]): Promise<number> {
     process.stdout.write(
       `${r.node}  ${r.address}  netns ${r.netns}${r.netnsPresent ? '' : ' (MISSING)'}  ${r.runtime} pid ${r.pid ?? '-'} ${r.alive ? 'alive' : 'DEAD'}  ` +
         `socket ${r.answering ? 'answers' : 'DOES NOT ANSWER'} ${r.socket}  images ${r.images.join(',') || '-'}` +
-        (r.runtime === 'containerd' ? `  agent pid ${r.agentPid ?? '-'} ${r.agentPid !== undefined ? 'alive' : 'DEAD'}` : '') +
+        `  agent pid ${r.agentPid ?? '-'} ${r.agentPid !== undefined ? 'alive' : 'DEAD'}` +
         `  proxy pid ${r.proxyPid ?? '-'} ${r.proxyPid !== undefined ? 'alive' : 'DEAD'}` +
         '\n',
     );

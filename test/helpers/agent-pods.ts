@@ -21,6 +21,7 @@ import { systemMounter } from '../../agent/pods/volumes.js';
 import type { PodWorkerOptions } from '../../agent/pods/worker.js';
 import { PodWorkers } from '../../agent/pods/workers.js';
 import { createCriRuntime, type CriRuntime } from '../../agent/runtime/cri/client.js';
+import type { Runtime } from '../../agent/runtime/types.js';
 import type { Logger } from '../../lib/log.js';
 import { renderPlainHttpHosts, startContainerd, waitFor, type Teardownable, type TestEnv } from './containerd.js';
 
@@ -28,18 +29,17 @@ export const podSubnet = '10.251.0.0/24';
 export const podGateway = '10.251.0.1';
 
 /**
- * Starts containerd with CRI and the test CNI network `network` (use
- * `knode-t-<rand>` and register env.cleanupCniCache(network)), imports pause and
- * app, and returns a connected CRI client once NetworkReady.
+ * Writes the test network's conflist (reference bridge + host-local, one IPAM store under the
+ * test's tmp dir) into `<tmp>/cni/net.d` and returns that directory. Idempotent.
  */
-export async function startCriContainerd(t: Teardownable, env: TestEnv, o: { network: string; logger: Logger; plainHttpRegistries?: string[] }): Promise<CriRuntime> {
+export async function writeTestConflist(env: TestEnv, network: string): Promise<string> {
   const cniConfDir = join(env.tmp, 'cni', 'net.d');
   await mkdir(cniConfDir, { recursive: true });
   await writeFile(
     join(cniConfDir, '10-knode-test.conflist'),
     JSON.stringify({
       cniVersion: '1.0.0',
-      name: o.network,
+      name: network,
       plugins: [
         {
           type: 'bridge',
@@ -52,6 +52,16 @@ export async function startCriContainerd(t: Teardownable, env: TestEnv, o: { net
       ],
     }),
   );
+  return cniConfDir;
+}
+
+/**
+ * Starts containerd with CRI and the test CNI network `network` (use
+ * `knode-t-<rand>` and register env.cleanupCniCache(network)), imports pause and
+ * app, and returns a connected CRI client once NetworkReady.
+ */
+export async function startCriContainerd(t: Teardownable, env: TestEnv, o: { network: string; logger: Logger; plainHttpRegistries?: string[] }): Promise<CriRuntime> {
+  const cniConfDir = await writeTestConflist(env, o.network);
   const registryConfigDir = join(env.tmp, 'certs.d');
   for (const host of o.plainHttpRegistries ?? []) {
     await mkdir(join(registryConfigDir, host), { recursive: true });
@@ -83,13 +93,14 @@ export interface World {
 /** PodWorkers on `runtime` with short resync and back-off periods; stopped in teardown. */
 export function podWorld(
   t: Teardownable,
-  o: { runtime: CriRuntime; tmp: string; cgroupParent: string; lookup: ObjectLookup; logger: Logger },
+  o: { runtime: Runtime; runtimeName?: string; tmp: string; cgroupParent: string; lookup: ObjectLookup; logger: Logger },
   extra: Partial<PodWorkerOptions> = {},
 ): World {
   const statuses = new Map<string, V1PodStatus[]>();
   const events: PodEvent[] = [];
   const workers = new PodWorkers({
     runtime: o.runtime,
+    ...(o.runtimeName !== undefined ? { runtimeName: o.runtimeName } : {}),
     rootDir: join(o.tmp, 'kubelet'),
     podLogsRoot: join(o.tmp, 'pod-logs'),
     clusterDNS: ['10.96.0.10'],

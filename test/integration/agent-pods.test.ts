@@ -1,9 +1,12 @@
 /**
- * The agent's pod workers against a real containerd (CRI v1): a throw-away
- * containerd in a throw-away `knode-t-<random>` namespace with the reference CNI
- * bridge + host-local (bridge knode-tbr1, 10.251.0.0/24, only in that namespace)
- * and the lab images imported (test/helpers/agent-pods.ts). Pods are fed to the workers as V1Pod objects;
- * statuses and events are collected from the sink and recorder ports.
+ * The agent's pod workers against real runtimes, one suite run for each:
+ * containerd (CRI v1) and dockerd (the agent's Docker backend). Both daemons
+ * run in one throw-away `knode-t-<random>` namespace with the reference CNI
+ * bridge + host-local (bridge knode-tbr1, 10.251.0.0/24, only in that
+ * namespace; one conflist and one IPAM store, which containerd's CRI and the
+ * Docker backend both use) and the lab images imported. The suites run one
+ * after the other. Pods are fed to the workers as V1Pod objects; statuses and
+ * events are collected from the sink and recorder ports.
  *
  * Teardown: worker loops stop first, then test/helpers/containerd.ts removes
  * processes, mounts, the pods' cgroup parent, the CNI result cache, the
@@ -18,25 +21,32 @@ import { podUidLabel } from '../../agent/pods/labels.js';
 import type { ObjectLookup } from '../../agent/pods/types.js';
 import { systemMounter } from '../../agent/pods/volumes.js';
 import type { PodWorkerOptions } from '../../agent/pods/worker.js';
-import type { CriRuntime } from '../../agent/runtime/cri/client.js';
+import { createDockerRuntime } from '../../agent/runtime/docker/client.js';
+import type { Runtime } from '../../agent/runtime/types.js';
 import { errorMessage } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { imageArchive, imageRefs } from '../../lab/paths.js';
 import { pushImages } from '../../lab/images/push.js';
 import { startRegistry, stopRegistry } from '../../lab/images/registry.js';
-import { cond, cs, latest, podMaker, podWorld, reasonsOf, startCriContainerd, waitStatus, type World } from '../helpers/agent-pods.js';
+import { cond, cs, latest, podMaker, podWorld, reasonsOf, startCriContainerd, waitStatus, writeTestConflist, type World } from '../helpers/agent-pods.js';
 import { createTestEnv, waitFor } from '../helpers/containerd.js';
+import { startDockerd } from '../helpers/dockerd.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
   process.exit(0);
 }
 for (const name of ['pause', 'app'] as const) {
-  if (!existsSync(imageArchive(name, 'oci'))) {
-    t.fail(`${imageArchive(name, 'oci')} missing: run scripts/setup (or knode-lab images build)`);
-    process.exit(1);
+  for (const format of ['oci', 'docker'] as const) {
+    if (!existsSync(imageArchive(name, format))) {
+      t.fail(`${imageArchive(name, format)} missing: run scripts/setup (or knode-lab images build)`);
+      process.exit(1);
+    }
   }
 }
+
+/** The runtimes the suite runs against; the name is also the containerID prefix. */
+type RuntimeName = 'containerd' | 'docker';
 
 const env = await createTestEnv(t, 'agent-pods');
 const { rand, tmp } = env;
@@ -50,15 +60,40 @@ const registryHost = '127.0.0.1:5001';
 const registryAuth = { user: 'knode', password: `pw-${rand}` };
 env.onTeardown(() => stopRegistry('auth', { runDir: registryRunDir }).catch(() => false));
 
-async function setUp(): Promise<CriRuntime> {
+async function setUp(): Promise<Runtime> {
   return startCriContainerd(t, env, { network, logger: quiet, plainHttpRegistries: [registryHost] });
 }
 
-const cri = await setUp().catch((err: unknown) => {
-  t.fail(`setup failed: ${errorMessage(err)}`);
-  return undefined;
-});
+async function setUpDocker(): Promise<Runtime> {
+  // The same conflist and IPAM store as containerd's (written again: the order of set-ups does not matter).
+  const cniConfDir = await writeTestConflist(env, network);
+  const dockerd = await startDockerd(env, { cgroupParent });
+  await dockerd.loadImages(['pause', 'app']);
+  const docker = createDockerRuntime({
+    endpoint: dockerd.endpoint,
+    requestTimeoutMs: 30_000,
+    // The agent runs in the node's namespace; here the plugins are sent into the test's.
+    network: { confDir: cniConfDir, binDir: '/usr/lib/cni', hostNetns: env.netnsPath },
+    stateDir: join(tmp, 'docker-state'),
+    sandboxImage: imageRefs.pause,
+    logger: quiet,
+  });
+  t.teardown(() => docker.close());
+  await docker.waitReady({ timeoutMs: 20_000 });
+  return docker;
+}
 
+const setUps: Record<RuntimeName, () => Promise<Runtime>> = { containerd: setUp, docker: setUpDocker };
+const runtimes: [RuntimeName, Runtime][] = [];
+for (const name of ['containerd', 'docker'] as const) {
+  const rt = await setUps[name]().catch((err: unknown) => {
+    t.fail(`${name} setup failed: ${errorMessage(err)}`);
+    return undefined;
+  });
+  if (rt !== undefined) runtimes.push([name, rt]);
+}
+
+/** A world of collected statuses and events for one PodWorkers instance. */
 const configMaps = new Map<string, V1ConfigMap>([['default/web-config', { metadata: { name: 'web-config', namespace: 'default' }, data: { GREETING: 'hello from a configMap' } }]]);
 const secrets = new Map<string, V1Secret>();
 const lookup: ObjectLookup = {
@@ -67,8 +102,8 @@ const lookup: ObjectLookup = {
   listServices: async () => [{ metadata: { name: 'kubernetes', namespace: 'default' }, spec: { clusterIP: '10.96.0.1', ports: [{ name: 'https', port: 443 }] } }],
 };
 
-function world(runtime: CriRuntime, extra: Partial<PodWorkerOptions> = {}): World {
-  return podWorld(t, { runtime, tmp, cgroupParent, lookup, logger: quiet }, extra);
+function world(runtime: Runtime, runtimeName: RuntimeName, extra: Partial<PodWorkerOptions> = {}): World {
+  return podWorld(t, { runtime, runtimeName, tmp, cgroupParent, lookup, logger: quiet }, extra);
 }
 
 const newPod = podMaker(rand);
@@ -96,14 +131,15 @@ function webPod(): V1Pod {
   });
 }
 
-if (cri !== undefined) registerTests(cri);
+for (const [name, rt] of runtimes) registerTests(rt, name);
 
-function registerTests(cri: CriRuntime): void {
-  const w = world(cri);
+function registerTests(cri: Runtime, runtimeName: RuntimeName): void {
+  const w = world(cri, runtimeName);
+  const idPrefix = `${runtimeName}://`;
   const web = webPod();
   const webUid = web.metadata!.uid!;
 
-  t.test('init container + app: Running, pod IP, Ready, serves HTTP, env from a configMap', async (t) => {
+  t.test(`${runtimeName}: init container + app: Running, pod IP, Ready, serves HTTP, env from a configMap`, async (t) => {
     const t0 = Date.now();
     w.workers.updatePod(web);
     const s = await waitStatus(w, webUid, 'web Running and Ready', (s) => s.phase === 'Running' && cond(s, 'Ready') === 'True');
@@ -116,7 +152,7 @@ function registerTests(cri: CriRuntime): void {
     t.match(init, { name: 'init', ready: true, restartCount: 0, state: { terminated: { exitCode: 0, reason: 'Completed' } } });
     const app = cs(s, 'app')!;
     t.match(app, { name: 'app', ready: true, started: true, restartCount: 0, image: imageRefs.app });
-    t.match(app.containerID, /^containerd:\/\/[0-9a-f]{64}$/);
+    t.match(app.containerID, new RegExp(`^${idPrefix}[0-9a-f]{64}$`));
     t.match(app.imageID, /sha256:[0-9a-f]{64}/);
     t.ok(app.state?.running?.startedAt instanceof Date, 'running since');
     t.ok(s.startTime instanceof Date);
@@ -132,7 +168,7 @@ function registerTests(cri: CriRuntime): void {
     t.equal(page, 'written-by-init\n', 'the init container wrote into the emptyDir the app serves');
     t.match((await env.curl(`http://${s.podIP}:8080/`)).stdout, `Hello from pod ${web.metadata!.name}`, 'hostname = pod name');
 
-    const id = app.containerID!.replace('containerd://', '');
+    const id = app.containerID!.replace(idPrefix, '');
     const out = (await cri.execSync(id, ['env'], 10)).stdout.toString();
     t.match(out, /^GREETING=hello from a configMap$/m, 'configMapKeyRef');
     t.match(out, new RegExp(`^MY_POD=${web.metadata!.name}$`, 'm'), 'fieldRef metadata.name');
@@ -153,7 +189,7 @@ function registerTests(cri: CriRuntime): void {
     t.ok(existsSync(join(tmp, 'pod-logs', `default_${web.metadata!.name}_${webUid}`, 'app', '0.log')), 'log under <root>/<ns>_<name>_<uid>/app/0.log');
   });
 
-  t.test('crash loop with restartPolicy Always: restarts with doubling back-off, CrashLoopBackOff', async (t) => {
+  t.test(`${runtimeName}: crash loop with restartPolicy Always: restarts with doubling back-off, CrashLoopBackOff`, async (t) => {
     const pod = newPod('crash', { containers: [{ name: 'crasher', image: imageRefs.app, command: ['sh', '-c', 'exit 1'] }] });
     const uid = pod.metadata!.uid!;
     w.workers.updatePod(pod);
@@ -189,7 +225,7 @@ function registerTests(cri: CriRuntime): void {
     await w.workers.terminatePod(pod, 1);
   });
 
-  t.test('restartPolicy Never: Failed; OnFailure + exit 0: Succeeded', async (t) => {
+  t.test(`${runtimeName}: restartPolicy Never: Failed; OnFailure + exit 0: Succeeded`, async (t) => {
     const never = newPod('never', { restartPolicy: 'Never', containers: [{ name: 'once', image: imageRefs.app, command: ['sh', '-c', 'exit 3'] }] });
     const ok = newPod('onfailure', { restartPolicy: 'OnFailure', containers: [{ name: 'once', image: imageRefs.app, command: ['true'] }] });
     w.workers.updatePod(never);
@@ -207,9 +243,10 @@ function registerTests(cri: CriRuntime): void {
     await w.workers.terminatePod(ok, 1);
   });
 
-  t.test('bad specs: InvalidImageName and CreateContainerConfigError, while the other pod runs', async (t) => {
+  t.test(`${runtimeName}: bad specs: InvalidImageName and CreateContainerConfigError, while the other pod runs`, async (t) => {
     const bad = newPod('badimage', { containers: [{ name: 'app', image: 'knode.local/App:1.0!' }] });
-    const noCm = newPod('nocm', { containers: [{ name: 'app', image: imageRefs.app, env: [{ name: 'X', valueFrom: { configMapKeyRef: { name: 'missing', key: 'k' } } }] }] });
+    const missing = `missing-${runtimeName}`; // one per suite: the suites share the lookup
+    const noCm = newPod('nocm', { containers: [{ name: 'app', image: imageRefs.app, env: [{ name: 'X', valueFrom: { configMapKeyRef: { name: missing, key: 'k' } } }] }] });
     w.workers.updatePod(bad);
     w.workers.updatePod(noCm);
     const s = await waitStatus(w, bad.metadata!.uid!, 'InvalidImageName', (s) => cs(s, 'app')?.state?.waiting?.reason === 'InvalidImageName');
@@ -218,10 +255,10 @@ function registerTests(cri: CriRuntime): void {
     const ev = w.events.find((e) => e.involvedObject.uid === bad.metadata!.uid && e.reason === 'InspectFailed');
     t.match(ev, { type: 'Warning', involvedObject: { kind: 'Pod', fieldPath: 'spec.containers{app}' } }, 'InspectFailed event');
     const n = await waitStatus(w, noCm.metadata!.uid!, 'CreateContainerConfigError', (s) => cs(s, 'app')?.state?.waiting?.reason === 'CreateContainerConfigError');
-    t.equal(cs(n, 'app')!.state!.waiting!.message, 'configmap "missing" not found');
-    t.ok(w.events.some((e) => e.involvedObject.uid === noCm.metadata!.uid && e.reason === 'Failed' && e.message === 'Error: configmap "missing" not found'), 'Failed event');
+    t.equal(cs(n, 'app')!.state!.waiting!.message, `configmap "${missing}" not found`);
+    t.ok(w.events.some((e) => e.involvedObject.uid === noCm.metadata!.uid && e.reason === 'Failed' && e.message === `Error: configmap "${missing}" not found`), 'Failed event');
     // The configMap appears: the next sync starts the container.
-    configMaps.set('default/missing', { metadata: { name: 'missing', namespace: 'default' }, data: { k: 'v' } });
+    configMaps.set(`default/${missing}`, { metadata: { name: missing, namespace: 'default' }, data: { k: 'v' } });
     await waitStatus(w, noCm.metadata!.uid!, 'running once the configMap exists', (s) => s.phase === 'Running');
     const webStatus = latest(w, webUid)!;
     t.equal(webStatus.phase, 'Running', 'the web pod is unaffected');
@@ -230,7 +267,7 @@ function registerTests(cri: CriRuntime): void {
     await w.workers.terminatePod(noCm, 1);
   });
 
-  t.test('image pulls from a registry with basic auth: imagePullSecrets, ErrImagePull, ImagePullBackOff', async (t) => {
+  t.test(`${runtimeName}: image pulls from a registry with basic auth: imagePullSecrets, ErrImagePull, ImagePullBackOff`, async (t) => {
     await startRegistry({ name: 'auth', listen: registryHost, storageDir: join(tmp, 'registry-storage'), runDir: registryRunDir, netnsPath: env.netnsPath, auth: registryAuth, logger: quiet });
     await pushImages({ target: { address: registryHost, auth: registryAuth }, images: ['app'], netnsPath: env.netnsPath, logger: quiet });
     const image = `${registryHost}/knode/app:1.0`;
@@ -258,12 +295,12 @@ function registerTests(cri: CriRuntime): void {
     await w.workers.terminatePod(pod, 1);
   });
 
-  t.test('a restarted agent adopts running pods: same containers, no restart', async (t) => {
+  t.test(`${runtimeName}: a restarted agent adopts running pods: same containers, no restart`, async (t) => {
     const before = latest(w, webUid)!;
     const ids = [cs(before, 'app')!.containerID, cs(before, 'init')!.containerID];
     const sandboxes = await cri.listPodSandbox({ labelSelector: { [podUidLabel]: webUid } });
     await w.workers.stop(); // the old agent goes away; pods keep running
-    const w2 = world(cri);
+    const w2 = world(cri, runtimeName);
     w2.workers.updatePod(web);
     const s = await waitStatus(w2, webUid, 'adopted web Running and Ready', (s) => s.phase === 'Running' && cond(s, 'Ready') === 'True');
     t.same([cs(s, 'app')!.containerID, cs(s, 'init')!.containerID], ids, 'same container ids');
@@ -275,7 +312,7 @@ function registerTests(cri: CriRuntime): void {
     t.equal(cs(latest(w2, webUid)!, 'app')!.containerID, ids[0]);
 
     // terminatePod with a preStop hook, on the new agent.
-    const hooks = join(tmp, 'hooks');
+    const hooks = join(tmp, `hooks-${runtimeName}`);
     const pod = newPod('stopper', {
       terminationGracePeriodSeconds: 5,
       containers: [
@@ -305,7 +342,7 @@ function registerTests(cri: CriRuntime): void {
     await waitStatus(w2, uid, 'stopper Running', (s) => s.phase === 'Running');
     const podDir = join(tmp, 'kubelet', 'pods', uid);
     t.ok(existsSync(join(podDir, 'volumes', 'kubernetes.io~empty-dir', 'scratch')), 'emptyDir created');
-    const appId = cs(latest(w2, uid)!, 'app')!.containerID!.replace('containerd://', '');
+    const appId = cs(latest(w2, uid)!, 'app')!.containerID!.replace(idPrefix, '');
     const sh = async (cmd: string): Promise<string> => (await cri.execSync(appId, ['sh', '-c', cmd], 10)).stdout.toString();
     t.match(await sh('grep " /mem " /proc/mounts'), /^tmpfs \/mem tmpfs .*size=8192k/, 'medium Memory: a tmpfs with the size limit');
     t.equal(await sh('cat /cfg/greeting.txt'), 'hello from a configMap', 'configMap volume with items');

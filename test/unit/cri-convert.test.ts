@@ -351,11 +351,17 @@ t.test('endpoints', async (t) => {
 });
 
 t.test('backend map', async (t) => {
-  t.same(Object.keys(runtimeBackends), ['cri']);
+  t.same(Object.keys(runtimeBackends), ['cri', 'docker']);
   t.ok(isAvailableRuntime('cri'));
-  t.notOk(isAvailableRuntime('docker'), 'not yet');
+  t.ok(isAvailableRuntime('docker'));
+  t.notOk(isAvailableRuntime('rkt'));
   t.throws(() => createRuntime('rkt', { endpoint: '/x.sock' }), { code: 'RUNTIME_UNSUPPORTED' });
   const r = createRuntime('cri', { endpoint: '/nonexistent/knode-t.sock' });
   t.equal(r.kind, 'cri');
   r.close();
+  const d = createRuntime('docker', { endpoint: 'unix:///nonexistent/knode-t-docker.sock' });
+  t.equal(d.kind, 'docker');
+  await t.rejects(d.version({ timeoutMs: 2000 }), { code: 'UNAVAILABLE' }, 'no dockerd: UNAVAILABLE');
+  d.close();
+  t.throws(() => createRuntime('docker', { endpoint: 'tcp://127.0.0.1:2375' }), { code: 'INVALID_ARGUMENT' }, 'docker: unix sockets only');
 });

@@ -21,7 +21,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { fromJSON, type MethodDefinition, type PackageDefinition } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-import { KnodeError, isKnodeError } from '../../../lib/errors.js';
+import { KnodeError } from '../../../lib/errors.js';
 import { createLogger, type Logger } from '../../../lib/log.js';
 import type {
   AttachOptions,
@@ -50,6 +50,7 @@ import type {
   RuntimeVersion,
   WaitReadyOptions,
 } from '../types.js';
+import { waitForRuntime } from '../wait-ready.js';
 import { criApiProto } from './api-proto.js';
 import {
   authToWire,
@@ -116,21 +117,6 @@ function methodOf(def: PackageDefinition, service: ServiceName, name: string): M
     throw new KnodeError('CRI_NO_METHOD', `runtime.v1.${service}/${name} is not in the embedded proto`);
   }
   return m as Method;
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new KnodeError('CANCELLED', 'aborted'));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new KnodeError('CANCELLED', 'aborted'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 export interface CriRuntimeOptions extends RuntimeOptions {
@@ -203,31 +189,8 @@ export class CriRuntime implements Runtime {
     return this.call<Res>('ImageService', name, request, options, timeoutMs);
   }
 
-  async waitReady(options: WaitReadyOptions = {}): Promise<RuntimeVersion> {
-    const timeoutMs = options.timeoutMs ?? 60_000;
-    const deadline = Date.now() + timeoutMs;
-    let delay = 100;
-    let attempts = 0;
-    for (;;) {
-      attempts++;
-      const left = deadline - Date.now();
-      try {
-        const v = await this.version({ timeoutMs: Math.max(100, Math.min(5000, left)), ...(options.signal ? { signal: options.signal } : {}) });
-        if (attempts > 1) this.log.info('runtime ready', { attempts, runtime: v.runtimeName, version: v.runtimeVersion });
-        return v;
-      } catch (err) {
-        if (!isKnodeError(err, 'UNAVAILABLE') && !isKnodeError(err, 'DEADLINE_EXCEEDED')) throw err;
-        if (Date.now() >= deadline) {
-          throw new KnodeError('UNAVAILABLE', `container runtime at ${this.endpoint} not reachable within ${timeoutMs} ms (${attempts} attempts)`, {
-            cause: err,
-            details: { endpoint: this.endpoint, attempts },
-          });
-        }
-        if (attempts === 1 || attempts % 10 === 0) this.log.warn('runtime not ready, retrying', { attempts, delayMs: delay, error: err });
-      }
-      await sleep(Math.min(delay, Math.max(0, deadline - Date.now())), options.signal);
-      delay = Math.min(delay * 2, 5000);
-    }
+  waitReady(options: WaitReadyOptions = {}): Promise<RuntimeVersion> {
+    return waitForRuntime(this, this.log, options);
   }
 
   // ---- RuntimeService ------------------------------------------------------
