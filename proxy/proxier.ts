@@ -339,6 +339,7 @@ export class Proxier {
       nodeIPs: this.nodeIPs.filter((ip) => isFamily(ip, this.family)),
       localhostNodePorts: this.config.localhostNodePorts,
       conntrackTCPLiberal: this.config.conntrack.tcpBeLiberal,
+      ipvsScheduler: this.config.ipvsScheduler,
       netnsPath: this.opts.netnsPath,
       exec: this.opts.exec,
       logger: this.log,
