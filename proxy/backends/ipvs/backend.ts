@@ -210,13 +210,14 @@ export class IpvsBackend implements ProxyBackend {
   }
 
   /**
-   * Remove everything IPVS mode programs (upstream CleanupLeftovers): virtual servers on
-   * kube-ipvs0's addresses (all of them when `allServices`), the device, the iptables chains and
-   * jumps, the ipsets. A kernel without IPVS has no virtual servers: that part is skipped.
+   * Remove everything IPVS mode programs (upstream CleanupLeftovers): every virtual server (as
+   * upstream's ipvs.Flush(); with `onlyOurs`, those on kube-ipvs0's or our addresses), the
+   * device, the iptables chains and jumps, the ipsets. A kernel without IPVS has no virtual
+   * servers: that part is skipped.
    */
-  async cleanup(opts: { allServices?: boolean } = {}): Promise<void> {
+  async cleanup(opts: { onlyOurs?: boolean } = {}): Promise<void> {
     try {
-      await this.cleanupKernel(opts.allServices === true);
+      await this.cleanupKernel(opts.onlyOurs !== true);
     } finally {
       this.kernel.close();
     }
