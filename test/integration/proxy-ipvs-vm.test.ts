@@ -12,7 +12,8 @@
  *   serve their name with busybox httpd on :8080.
  * - Asserted with `ipvsadm -Ln`, `ipset list`, `ip addr show kube-ipvs0`, and HTTP (nc) from the
  *   guest's root namespace to the ClusterIP and the NodePort; then an endpoint is removed and a
- *   service deleted, and the kernel state follows.
+ *   service deleted, and the kernel state follows. Before that, iptables mode runs once: the
+ *   switch to ipvs must remove its chains.
  *
  * Needs root, qemu-system-x86_64, linux-image-amd64 (scripts/setup installs both) and a built
  * dist/ (npm run build).
@@ -179,6 +180,11 @@ t.test('knode-proxy IPVS mode in a qemu VM', { skip, timeout: 170_000 }, async (
   t.notMatch(vm.console, /@@MODPROBE-FAILED/, 'every kernel module loaded');
   t.equal((await vm.sh('/usr/bin/ip netns exec pod1 hget 127.0.0.1 8080')).trim(), 'pod1', 'pod1 serves');
 
+  // iptables mode first, then a switch to ipvs: its leftovers must go
+  await vm.sh('cd /opt/knode && (node dist/knode-proxy.mjs --proxy-mode iptables --kubeconfig /etc/knode/kubeconfig --hostname-override knode-vm >/tmp/proxy-iptables.log 2>&1 &)');
+  await until('iptables mode rules', 60_000, async () => ((await vm.sh('iptables-save -t nat')).includes(':KUBE-SVC-') ? true : undefined));
+  await vm.sh('kill $(pidof node); sleep 1');
+
   await vm.sh('cd /opt/knode && (node dist/knode-proxy.mjs --proxy-mode ipvs --kubeconfig /etc/knode/kubeconfig --hostname-override knode-vm >/tmp/proxy.log 2>&1 &)');
   t.teardown(async () => {
     if (!t.passing()) t.comment(`proxy log:\n${(await vm.run('tail -c 3000 /tmp/proxy.log').catch(() => ({ out: '' }))).out}`);
@@ -199,6 +205,7 @@ t.test('knode-proxy IPVS mode in a qemu VM', { skip, timeout: 170_000 }, async (
   t.match(block(ipvs, 'TCP  10.96.0.11:80')![0], /rr persistent 600/, 'ClientIP affinity → persistence 600 s');
 
   t.equal((await vm.sh('hget 127.0.0.1 10249 /proxyMode')).trim(), 'ipvs', '/proxyMode says ipvs');
+  t.notMatch(await vm.sh('iptables-save'), /KUBE-SVC-|KUBE-SEP-|KUBE-NODEPORTS|KUBE-PROXY-CANARY/, 'iptables mode leftovers removed by the switch to ipvs');
   t.match(await vm.sh('/usr/bin/ip -4 addr show kube-ipvs0'), /10\.96\.0\.10\/32[\s\S]*10\.96\.0\.11\/32/, 'service IPs on kube-ipvs0');
   t.match(await vm.sh('ipset list KUBE-CLUSTER-IP'), /10\.96\.0\.10,tcp:80/, 'ipset KUBE-CLUSTER-IP');
   t.match(await vm.sh('iptables-save -t nat'), /-A KUBE-SERVICES .*--match-set KUBE-CLUSTER-IP src,dst -j KUBE-MARK-MASQ/, 'iptables rules match the ipsets');
@@ -241,6 +248,7 @@ t.test('knode-proxy IPVS mode in a qemu VM', { skip, timeout: 170_000 }, async (
   t.notMatch(await vm.sh('ipvsadm -Ln'), /^(TCP|UDP|SCTP) /m, 'no virtual servers after --cleanup');
   t.equal((await vm.run('/usr/bin/ip link show kube-ipvs0')).code === 0, false, 'kube-ipvs0 deleted');
   t.equal((await vm.run('ipset list KUBE-CLUSTER-IP')).code === 0, false, 'ipsets destroyed');
-  t.notMatch(await vm.sh('iptables-save'), /KUBE-/, 'no KUBE- chains left');
+  // KUBE-FIREWALL is the kubelet's chain (iptables mode ensures it, as upstream; cleanup leaves it)
+  t.notMatch(await vm.sh('iptables-save'), /:KUBE-(?!FIREWALL )/, 'no kube-proxy chains left');
   t.comment(`VM test wall time ${Math.round((Date.now() - started) / 1000)} s`);
 });

@@ -12,7 +12,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { ChangeTracker } from '../../proxy/changes.js';
-import { formatVirtualServers, iptablesRestoreText, IPVS_JUMP_RULES, renderIpvs, type IpvsRenderOptions } from '../../proxy/backends/ipvs/render.js';
+import { formatVirtualServers, iptablesModeLeftovers, iptablesRestoreText, IPVS_JUMP_RULES, renderIpvs, type IpvsRenderOptions } from '../../proxy/backends/ipvs/render.js';
+import { parseIptablesSave } from '../../proxy/backends/iptables/apply.js';
 import { IpvsBackend } from '../../proxy/backends/ipvs/backend.js';
 import type { IpvsKernel } from '../../proxy/backends/ipvs/apply.js';
 import { parseIpsetSave, planIpsetRestore, type IpsetPort, type SavedIpset } from '../../proxy/ipset.js';
@@ -284,6 +285,27 @@ t.test('backend: incremental syncs against a recording kernel', async (t) => {
   await k.kernel.newService({ address: '203.0.113.1', protocol: 'TCP', port: 1, scheduler: 'rr', flags: 0, timeout: 0 });
   await b.sync({ full: true, state: r.state, changed: new Set() });
   t.ok(k.services.has('TCP/203.0.113.1:1'), 'foreign virtual server left alone');
+});
+
+t.test('mode switch iptables → ipvs: iptables mode leftovers go in the same restore', async (t) => {
+  // what iptables mode loaded (its golden), as iptables-save would print it
+  const saved = parseIptablesSave(readFileSync(join(goldenDir, 'iptables-full.txt'), 'utf8').replace(/^-I (\S+) 1 /gm, '-A $1 '));
+  const left = iptablesModeLeftovers(saved);
+  const nat = left.chains.get('nat')!;
+  t.ok(nat.some((c) => c.startsWith('KUBE-SVC-')) && nat.some((c) => c.startsWith('KUBE-SEP-')), 'per-service chains');
+  t.ok(nat.includes('KUBE-NODEPORTS') && nat.includes('KUBE-PROXY-CANARY'));
+  t.notOk(nat.includes('KUBE-SERVICES') || nat.includes('KUBE-POSTROUTING') || nat.includes('KUBE-MARK-MASQ'), 'chains IPVS mode uses stay');
+  t.same(left.chains.get('filter'), ['KUBE-EXTERNAL-SERVICES', 'KUBE-NODEPORTS', 'KUBE-SERVICES']);
+  t.same(left.chains.get('mangle'), ['KUBE-PROXY-CANARY']);
+  t.ok(left.unjumps.get('filter')!.includes('-D OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'), 'jumps to them are deleted');
+  t.notOk(left.unjumps.get('nat')!.some((r) => r.startsWith('-D KUBE-SERVICES')), 'rules of chains IPVS mode flushes anyway are not deleted one by one');
+
+  const { services, slices } = table();
+  const text = iptablesRestoreText(renderIpvs(stateOf(services, slices).state, opts), [], left);
+  const svcChain = nat.find((c) => c.startsWith('KUBE-SVC-'))!;
+  t.ok(text.indexOf(`:${svcChain} - [0:0]`) < text.indexOf(`-X ${svcChain}`), 'flushed, then deleted');
+  t.match(text, /\*mangle\n:KUBE-PROXY-CANARY - \[0:0\]\n-X KUBE-PROXY-CANARY\nCOMMIT/);
+  t.same(iptablesModeLeftovers(parseIptablesSave(iptablesRestoreText(renderIpvs(stateOf(services, slices).state, opts)).replace(/^-I (\S+) 1 /gm, '-A $1 '))).chains.size, 0, 'IPVS mode leaves nothing to clean');
 });
 
 t.test('selection: ipvs in the backend map; the probe decides', async (t) => {

@@ -12,6 +12,8 @@
  *   sync, and for all of them on a full sync. A stale virtual server is one the kernel has, that
  *   is not desired, and whose address is ours (on kube-ipvs0, a NodePort address, or one we
  *   created), so IPVS services of other tools are left alone.
+ * - Mode switch: iptables mode's leftovers (KUBE-SVC-… chains, KUBE-NODEPORTS, the canary,
+ *   filter KUBE-SERVICES) are removed in the same iptables-restore (iptablesModeLeftovers).
  * - Any failure makes the next sync full. Real servers are removed at once (no graceful
  *   termination with weight 0).
  */
@@ -32,6 +34,7 @@ import {
   IPVS_CHAINS,
   IPVS_JUMP_RULES,
   KUBE_IPVS_DEVICE,
+  iptablesModeLeftovers,
   iptablesRestoreText,
   ipsetName,
   renderIpvs,
@@ -105,7 +108,10 @@ export class IpvsBackend implements ProxyBackend {
       if (full || ipsetPlan.added + ipsetPlan.removed > 0) await this.ipset.restore(ipsetPlan.text);
       const saved = parseIptablesSave(await this.iptables.save());
       const missingJumps = IPVS_JUMP_RULES.filter((j) => !(saved.rules.get(j.table) ?? []).includes(`-A ${j.from} ${jumpRuleSpec(j)}`));
-      await this.iptables.restore(iptablesRestoreText(desired, missingJumps));
+      const leftovers = iptablesModeLeftovers(saved);
+      const staleChains = [...leftovers.chains.values()].reduce((n, c) => n + c.length, 0);
+      if (staleChains > 0) this.log.info('removing iptables-mode leftovers', { chains: staleChains });
+      await this.iptables.restore(iptablesRestoreText(desired, missingJumps, leftovers));
 
       // addresses first: a virtual server on an address the node does not have gets no traffic
       const haveAddrs = new Set(await this.kernel.deviceAddresses(devIndex, this.family));

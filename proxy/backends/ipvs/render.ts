@@ -18,7 +18,8 @@ import type { Endpoint, IPFamily, ProxyState, ServicePort } from '../../model.js
 import { externallyAccessible, trafficPolicyPlan } from '../../model.js';
 import type { IpvsDestination, IpvsService } from '../../../lib/netlink/ipvs.js';
 import { IP_VS_CONN_F_MASQ, IP_VS_SVC_F_PERSISTENT, serviceKey } from '../../../lib/netlink/ipvs.js';
-import { jumpRuleSpec, type JumpRule } from '../iptables/render.js';
+import type { SavedTables } from '../iptables/apply.js';
+import { isServiceChain, jumpRuleSpec, type JumpRule } from '../iptables/render.js';
 
 export const KUBE_IPVS_DEVICE = 'kube-ipvs0';
 export const DEFAULT_SCHEDULER = 'rr';
@@ -258,16 +259,63 @@ function renderIptablesRules(opts: IpvsRenderOptions, nonEmpty: (id: IpsetId) =>
   return { filter, nat };
 }
 
+/** Chains only iptables mode uses, per table (the per-service KUBE-SVC-… chains too). */
+const IPTABLES_MODE_ONLY: Record<'filter' | 'nat' | 'mangle', ReadonlySet<string>> = {
+  filter: new Set(['KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-NODEPORTS', 'KUBE-PROXY-CANARY']),
+  nat: new Set(['KUBE-NODEPORTS', 'KUBE-EXT-SERVICES', 'KUBE-PROXY-CANARY']),
+  mangle: new Set(['KUBE-PROXY-CANARY']),
+};
+
+export interface Leftovers {
+  /** table → chains to flush and delete. */
+  chains: Map<string, string[]>;
+  /** table → "-D …" lines for rules of other chains that jump to them. */
+  unjumps: Map<string, string[]>;
+}
+
+/**
+ * What iptables mode left behind that IPVS mode does not use (a mode switch; upstream cleans the
+ * other mode's rules): its per-service chains, KUBE-NODEPORTS, the canary, filter KUBE-SERVICES,
+ * and the rules elsewhere that jump to them. Chains IPVS mode owns are flushed by its own
+ * restore anyway, so their rules need no -D. Pure.
+ */
+export function iptablesModeLeftovers(saved: SavedTables): Leftovers {
+  const chains = new Map<string, string[]>();
+  const unjumps = new Map<string, string[]>();
+  for (const table of ['filter', 'nat', 'mangle'] as const) {
+    const have = saved.chains.get(table);
+    if (!have) continue;
+    const stale = [...have].filter((c) => IPTABLES_MODE_ONLY[table].has(c) || (table === 'nat' && isServiceChain(c))).sort();
+    if (stale.length === 0) continue;
+    const staleSet = new Set(stale);
+    const ours = new Set<string>(table === 'mangle' ? [] : IPVS_CHAINS[table]);
+    const del: string[] = [];
+    for (const rule of saved.rules.get(table) ?? []) {
+      const m = /^-A (\S+) .*-j (\S+)/.exec(rule);
+      if (m && staleSet.has(m[2]!) && !staleSet.has(m[1]!) && !ours.has(m[1]!)) del.push(rule.replace(/^-A /, '-D '));
+    }
+    chains.set(table, stale);
+    unjumps.set(table, del);
+  }
+  return { chains, unjumps };
+}
+
 /**
  * One `iptables-restore --noflush` text: IPVS mode's chains named (so created or flushed) and
- * rewritten, plus inserts of the jump rules from built-in chains that the kernel lacks.
+ * rewritten, plus inserts of the jump rules from built-in chains that the kernel lacks, plus the
+ * removal of iptables-mode leftovers.
  */
-export function iptablesRestoreText(desired: IpvsDesired, missingJumps: readonly JumpRule[] = []): string {
+export function iptablesRestoreText(desired: IpvsDesired, missingJumps: readonly JumpRule[] = [], leftovers?: Leftovers): string {
   const out: string[] = [];
-  for (const table of ['filter', 'nat'] as const) {
-    out.push(`*${table}`, ...IPVS_CHAINS[table].map((c) => `:${c} - [0:0]`));
+  for (const table of ['filter', 'nat', 'mangle'] as const) {
+    const stale = leftovers?.chains.get(table) ?? [];
+    if (table === 'mangle' && stale.length === 0) continue;
+    const own: readonly string[] = table === 'mangle' ? [] : IPVS_CHAINS[table];
+    out.push(`*${table}`, ...own.map((c) => `:${c} - [0:0]`), ...stale.map((c) => `:${c} - [0:0]`));
     for (const j of missingJumps) if (j.table === table) out.push(`-I ${j.from} 1 ${jumpRuleSpec(j)}`);
-    out.push(...desired.iptables[table], 'COMMIT');
+    out.push(...(leftovers?.unjumps.get(table) ?? []));
+    if (table !== 'mangle') out.push(...desired.iptables[table]);
+    out.push(...stale.map((c) => `-X ${c}`), 'COMMIT');
   }
   return out.join('\n') + '\n';
 }
