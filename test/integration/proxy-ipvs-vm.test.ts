@@ -7,13 +7,15 @@
  * - The guest reaches the apiserver only through a qemu `guestfwd` (10.0.2.100:6443 → a
  *   `busybox nc 127.0.0.1:<port>` per connection) on a `restrict=on` user network: it can reach
  *   nothing else, and has no default route.
+ * - Background programs get stdin from /dev/null and are waited for when stopped.
  * - Busybox's shell prefers its applets: iproute2 is called by its path (/usr/bin/ip).
  * - Inside the guest: two network-namespace "pods" (veth into the guest's root namespace)
  *   serve their name with busybox httpd on :8080.
  * - Asserted with `ipvsadm -Ln`, `ipset list`, `ip addr show kube-ipvs0`, and HTTP (nc) from the
  *   guest's root namespace to the ClusterIP and the NodePort; then an endpoint is removed and a
  *   service deleted, and the kernel state follows. Before that, iptables mode runs once: the
- *   switch to ipvs must remove its chains.
+ *   switch to ipvs must remove its chains; after it, a switch to iptables mode must remove IPVS
+ *   mode's leftovers, and `--cleanup` everything.
  *
  * Needs root, qemu-system-x86_64, linux-image-amd64 (scripts/setup installs both) and a built
  * dist/ (npm run build).
@@ -88,6 +90,9 @@ function block(ipvsadm: string, head: string): string[] | undefined {
   for (let j = i + 1; j < lines.length && lines[j]!.startsWith('  ->'); j++) out.push(lines[j]!);
   return out;
 }
+
+/** SIGTERM to the proxy, and wait until it is gone. */
+const STOP_PROXY = 'kill $(pidof node); while pidof node >/dev/null; do sleep 0.2; done';
 
 const GUEST_INIT = `
 /usr/bin/ip link set eth0 up
@@ -181,11 +186,11 @@ t.test('knode-proxy IPVS mode in a qemu VM', { skip, timeout: 170_000 }, async (
   t.equal((await vm.sh('/usr/bin/ip netns exec pod1 hget 127.0.0.1 8080')).trim(), 'pod1', 'pod1 serves');
 
   // iptables mode first, then a switch to ipvs: its leftovers must go
-  await vm.sh('cd /opt/knode && (node dist/knode-proxy.mjs --proxy-mode iptables --kubeconfig /etc/knode/kubeconfig --hostname-override knode-vm >/tmp/proxy-iptables.log 2>&1 &)');
+  await vm.sh('cd /opt/knode && (node dist/knode-proxy.mjs --proxy-mode iptables --kubeconfig /etc/knode/kubeconfig --hostname-override knode-vm </dev/null >/tmp/proxy-iptables.log 2>&1 &)');
   await until('iptables mode rules', 60_000, async () => ((await vm.sh('iptables-save -t nat')).includes(':KUBE-SVC-') ? true : undefined));
-  await vm.sh('kill $(pidof node); sleep 1');
+  await vm.sh(STOP_PROXY);
 
-  await vm.sh('cd /opt/knode && (node dist/knode-proxy.mjs --proxy-mode ipvs --kubeconfig /etc/knode/kubeconfig --hostname-override knode-vm >/tmp/proxy.log 2>&1 &)');
+  await vm.sh('cd /opt/knode && (node dist/knode-proxy.mjs --proxy-mode ipvs --kubeconfig /etc/knode/kubeconfig --hostname-override knode-vm </dev/null >/tmp/proxy.log 2>&1 &)');
   t.teardown(async () => {
     if (!t.passing()) t.comment(`proxy log:\n${(await vm.run('tail -c 3000 /tmp/proxy.log').catch(() => ({ out: '' }))).out}`);
   });
@@ -241,9 +246,26 @@ t.test('knode-proxy IPVS mode in a qemu VM', { skip, timeout: 170_000 }, async (
   t.notMatch(await vm.sh('ipset list KUBE-CLUSTER-IP'), /10\.96\.0\.11/, 'ipset entry removed');
   t.match(await vm.sh('ipvsadm -Ln'), /TCP {2}10\.96\.0\.10:80/, 'the other service stays');
 
-  // --cleanup removes everything IPVS mode programmed
-  await vm.sh('kill $(pidof node) ; sleep 1');
-  const cleanup = await vm.run('cd /opt/knode && node dist/knode-proxy.mjs --cleanup 2>&1', 60_000);
+  // switch to iptables mode: IPVS mode's own leftovers go, the Service keeps working
+  await vm.sh(STOP_PROXY);
+  const startProxy = (mode: string): Promise<string> =>
+    vm.sh(`cd /opt/knode && (node dist/knode-proxy.mjs --proxy-mode ${mode} --kubeconfig /etc/knode/kubeconfig --hostname-override knode-vm </dev/null >/tmp/proxy-${mode}.log 2>&1 &)`);
+  await startProxy('iptables');
+  await until('kube-ipvs0 removed by iptables mode', 60_000, async () => ((await vm.run('/usr/bin/ip link show kube-ipvs0')).code !== 0 ? true : undefined));
+  t.notMatch(await vm.sh('ipvsadm -Ln'), /^(TCP|UDP|SCTP) /m, 'iptables mode flushed the IPVS virtual servers');
+  t.equal((await vm.run('ipset list KUBE-CLUSTER-IP')).code === 0, false, 'and destroyed the ipsets');
+  const natAfterSwitch = await vm.sh('iptables-save -t nat');
+  t.notMatch(natAfterSwitch, /:KUBE-NODE-PORT |:KUBE-LOAD-BALANCER /, 'IPVS-only chains removed');
+  t.match(natAfterSwitch, /:KUBE-SVC-/, 'iptables mode rules in place');
+  // (by NodePort: the guest has no route to the service range without kube-ipvs0 or a default route)
+  t.same([...new Set(await get('10.0.2.15:30080', 2))], ['pod1'], 'the Service answers through iptables mode');
+  await vm.sh(STOP_PROXY);
+
+  // back to ipvs, then --cleanup removes everything IPVS mode programmed
+  await startProxy('ipvs');
+  await until('IPVS mode again', 60_000, async () => (block(await vm.sh('ipvsadm -Ln'), 'TCP  10.96.0.10:80') ? true : undefined));
+  await vm.sh(STOP_PROXY);
+  const cleanup = await vm.run('cd /opt/knode && node dist/knode-proxy.mjs --cleanup </dev/null 2>&1', 60_000);
   t.equal(cleanup.code, 0, `knode-proxy --cleanup exits 0\n${cleanup.out}`);
   t.notMatch(await vm.sh('ipvsadm -Ln'), /^(TCP|UDP|SCTP) /m, 'no virtual servers after --cleanup');
   t.equal((await vm.run('/usr/bin/ip link show kube-ipvs0')).code === 0, false, 'kube-ipvs0 deleted');

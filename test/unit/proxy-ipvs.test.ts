@@ -308,6 +308,31 @@ t.test('mode switch iptables → ipvs: iptables mode leftovers go in the same re
   t.same(iptablesModeLeftovers(parseIptablesSave(iptablesRestoreText(renderIpvs(stateOf(services, slices).state, opts)).replace(/^-I (\S+) 1 /gm, '-A $1 '))).chains.size, 0, 'IPVS mode leaves nothing to clean');
 });
 
+t.test('mode switch ipvs → iptables: IPVS-only leftovers go, shared chains stay', async (t) => {
+  const k = fakeKernel();
+  await k.kernel.newService({ address: '10.96.0.10', protocol: 'TCP', port: 80, scheduler: 'rr', flags: 0, timeout: 0 });
+  const { services, slices } = table();
+  const ipvsText = iptablesRestoreText(renderIpvs(stateOf(services, slices).state, opts), IPVS_JUMP_RULES);
+  const restored: string[] = [];
+  const iptables: IptablesPort = { restore: async (x) => void restored.push(x), save: async () => ipvsText.replace(/^-I (\S+) 1 /gm, '-A $1 '), chainExists: async () => true };
+  const destroyed: string[] = [];
+  const ipset: IpsetPort = {
+    save: async () => new Map([['KUBE-CLUSTER-IP', { type: 'hash:ip,port', entries: new Set(['10.96.0.10,tcp:80']) }]]),
+    restore: async () => undefined,
+    destroy: async (names) => void destroyed.push(...names),
+  };
+  const b = new IpvsBackend({ family: 'IPv4', masqueradeBit: 14, masqueradeAll: false, kernel: k.kernel, ipset, iptables, logger: quiet });
+  t.ok((await b.cleanupIpvsOnlyLeftovers()) > 0);
+  t.equal(k.services.size, 0, 'virtual servers flushed');
+  t.same(destroyed, ['KUBE-CLUSTER-IP'], 'ipsets destroyed');
+  const text = restored.join('');
+  t.match(text, /-D INPUT -m comment --comment "kubernetes health check rules" -j KUBE-NODE-PORT/, 'jump to the IPVS-only chain deleted');
+  t.match(text, /-X KUBE-NODE-PORT\n/);
+  t.match(text, /-X KUBE-LOAD-BALANCER\n/);
+  t.notMatch(text, /-X KUBE-(SERVICES|POSTROUTING|MARK-MASQ|FORWARD)\n/, 'chains iptables mode uses too are left to it');
+  t.match(text, /-D KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT/, 'a jump still present in a shared chain is deleted too (else -X fails)');
+});
+
 t.test('selection: ipvs in the backend map; the probe decides', async (t) => {
   t.ok(isProxyMode('ipvs'));
   t.equal(backends.ipvs({ family: 'IPv4', masqueradeBit: 14, masqueradeAll: false, logger: quiet }).mode, 'ipvs');

@@ -169,7 +169,9 @@ hostname knode-vm
 stty -echo 2>/dev/null
 echo "@@READY"
 export PS1=''
-exec sh
+# The console shell is not PID 1: orphaned background programs are reaped here, so their exit
+# (SIGCHLD) never interrupts the console shell's read of the next command.
+while :; do setsid sh </dev/console >/dev/console 2>&1; echo "@@SHELL-RESTARTED"; done
 `;
 
 const HGET = `#!/bin/busybox sh

@@ -33,6 +33,7 @@ import {
   IPSETS,
   IPVS_CHAINS,
   IPVS_JUMP_RULES,
+  IPVS_ONLY_CHAINS,
   KUBE_IPVS_DEVICE,
   iptablesModeLeftovers,
   iptablesRestoreText,
@@ -261,6 +262,55 @@ export class IpvsBackend implements ProxyBackend {
     if (out.length > 0) await this.iptables.restore(out.join('\n') + '\n');
     const sets = await this.ipset.save();
     await this.ipset.destroy((Object.keys(IPSETS) as IpsetId[]).map((id) => ipsetName(id, this.family)).filter((n) => sets.has(n)));
+  }
+
+  /**
+   * After a switch from IPVS mode to another mode (upstream ran ipvs.CleanupLeftovers at
+   * start-up): remove what only IPVS mode uses — the virtual servers (all of them, as upstream,
+   * but only on a node that has kube-ipvs0), kube-ipvs0, the chains KUBE-NODE-PORT and
+   * KUBE-LOAD-BALANCER with every jump to them, and the ipsets. Chains both modes use
+   * (KUBE-SERVICES, KUBE-POSTROUTING, KUBE-MARK-MASQ, KUBE-FORWARD) are the new mode's. Cheap when
+   * there is nothing to do. Returns how many things were removed.
+   */
+  async cleanupIpvsOnlyLeftovers(): Promise<number> {
+    let removed = 0;
+    try {
+      const devIndex = await this.kernel.deviceIndex(KUBE_IPVS_DEVICE);
+      if (devIndex !== undefined) {
+        try {
+          for (const s of await this.kernel.listServices()) {
+            await this.kernel.delService(s);
+            removed++;
+          }
+        } catch (err) {
+          if (!isNetlinkErrno(err, 'ENOENT') && !isKnodeError(err, 'IPVS_UNAVAILABLE')) throw err;
+        }
+        await this.kernel.deleteDevice(KUBE_IPVS_DEVICE);
+        removed++;
+      }
+      const saved = parseIptablesSave(await this.iptables.save());
+      const out: string[] = [];
+      for (const table of ['filter', 'nat'] as const) {
+        const have = saved.chains.get(table) ?? new Set<string>();
+        const stale: string[] = IPVS_ONLY_CHAINS[table].filter((c) => have.has(c));
+        if (stale.length === 0) continue;
+        out.push(`*${table}`, ...stale.map((c) => `:${c} - [0:0]`));
+        for (const rule of saved.rules.get(table) ?? []) {
+          const m = /^-A (\S+) .*-j (\S+)/.exec(rule);
+          if (m && stale.includes(m[2]!) && !stale.includes(m[1]!)) out.push(rule.replace(/^-A /, '-D '));
+        }
+        out.push(...stale.map((c) => `-X ${c}`), 'COMMIT');
+        removed += stale.length;
+      }
+      if (out.length > 0) await this.iptables.restore(out.join('\n') + '\n');
+      const sets = await this.ipset.save();
+      const mine = (Object.keys(IPSETS) as IpsetId[]).map((id) => ipsetName(id, this.family)).filter((n) => sets.has(n));
+      await this.ipset.destroy(mine);
+      removed += mine.length;
+    } finally {
+      this.kernel.close();
+    }
+    return removed;
   }
 
   close(): void {

@@ -38,6 +38,12 @@ export const IPVS_CHAINS = {
   filter: [KUBE_FORWARD, KUBE_NODE_PORT, KUBE_PROXY_FIREWALL],
 } as const;
 
+/** The chains only IPVS mode uses (the others are shared with iptables mode). */
+export const IPVS_ONLY_CHAINS = {
+  nat: [KUBE_NODE_PORT, KUBE_LOAD_BALANCER],
+  filter: [KUBE_NODE_PORT],
+} as const;
+
 /** Upstream ipvs iptablesJumpChain (each is inserted at position 1). */
 export const IPVS_JUMP_RULES: readonly JumpRule[] = [
   { table: 'nat', from: 'OUTPUT', to: KUBE_SERVICES, comment: 'kubernetes service portals', extra: [] },
