@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { ChangeTracker } from '../../proxy/changes.js';
-import { formatVirtualServers, iptablesModeLeftovers, iptablesRestoreText, IPVS_JUMP_RULES, renderIpvs, type IpvsRenderOptions } from '../../proxy/backends/ipvs/render.js';
+import { formatVirtualServers, ipsetName, iptablesModeLeftovers, iptablesRestoreText, IPVS_JUMP_RULES, renderIpvs, type IpvsRenderOptions } from '../../proxy/backends/ipvs/render.js';
 import { parseIptablesSave } from '../../proxy/backends/iptables/apply.js';
 import { IpvsBackend } from '../../proxy/backends/ipvs/backend.js';
 import type { IpvsKernel } from '../../proxy/backends/ipvs/apply.js';
@@ -120,6 +120,8 @@ t.test('render: golden virtual servers, ipsets and iptables rules', async (t) =>
   t.same(d.ipsets.get('KUBE-NODE-PORT-SCTP-HASH')?.entries, ['192.168.0.2,sctp:30900']);
   t.same(d.ipsets.get('KUBE-LOOP-BACK')?.entries.includes('10.244.1.2,tcp:8080,10.244.1.2'), true);
 
+  t.equal(ipsetName('nodePortLocalSCTP', 'IPv6'), 'KUBE-6-NODE-PORT-LOCAL-SCTP-HAS', 'IPv6 names: KUBE-6-, at most 31 characters');
+  t.equal(ipsetName('clusterIP', 'IPv6'), 'KUBE-6-CLUSTER-IP');
   const sched = renderIpvs(stateOf(services, slices).state, { ...opts, scheduler: 'lc' });
   t.ok([...sched.virtualServers.values()].every((v) => v.service.scheduler === 'lc'), '--ipvs-scheduler');
 });

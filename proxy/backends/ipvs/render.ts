@@ -81,10 +81,13 @@ export const IPSETS = {
 } as const satisfies Record<string, IpsetInfo>;
 export type IpsetId = keyof typeof IPSETS;
 
-/** The kernel name of a set for a family (IPv6 sets are "KUBE-6-…", as upstream). */
+/**
+ * The kernel name of a set for a family: IPv6 sets are "KUBE-6-…", cut to ipset's 31
+ * characters, as upstream's NewIPSet does.
+ */
 export function ipsetName(id: IpsetId, family: IPFamily): string {
   const name = IPSETS[id].name;
-  return family === 'IPv4' ? name : name.replace(/^KUBE-/, 'KUBE-6-');
+  return family === 'IPv4' ? name : name.replace(/^KUBE-/, 'KUBE-6-').slice(0, 31);
 }
 
 export interface IpvsRenderOptions {
