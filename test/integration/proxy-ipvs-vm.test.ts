@@ -239,6 +239,15 @@ t.test('knode-proxy IPVS mode in a qemu VM', { skip, timeout: 170_000 }, async (
   t.equal(block(after, 'TCP  10.0.2.15:30080')!.length, 2, 'the NodePort follows');
   t.same([...new Set(await get('10.96.0.10:80', 3))], ['pod1'], 'only pod1 answers now');
 
+  // a service changes: its virtual servers are updated in place (SET_SERVICE)
+  const webSvc = await core.readNamespacedService({ namespace: 'default', name: 'web' });
+  await core.replaceNamespacedService({ namespace: 'default', name: 'web', body: { ...webSvc, spec: { ...webSvc.spec, sessionAffinity: 'ClientIP' } } });
+  const updated = await until('10.96.0.10 persistent', 30_000, async () => {
+    const head = block(await vm.sh('ipvsadm -Ln'), 'TCP  10.96.0.10:80');
+    return head && /persistent 10800/.test(head[0]!) ? head : undefined;
+  });
+  t.equal(updated.length, 2, 'updated in place: real servers kept');
+
   // a service goes: its virtual server, its kube-ipvs0 address and its ipset entry go
   await core.deleteNamespacedService({ namespace: 'default', name: 'sticky' });
   await until('10.96.0.11 gone', 30_000, async () => (block(await vm.sh('ipvsadm -Ln'), 'TCP  10.96.0.11:80') ? undefined : true));
@@ -249,7 +258,7 @@ t.test('knode-proxy IPVS mode in a qemu VM', { skip, timeout: 170_000 }, async (
   // switch to iptables mode: IPVS mode's own leftovers go, the Service keeps working
   await vm.sh(STOP_PROXY);
   const startProxy = (mode: string): Promise<string> =>
-    vm.sh(`cd /opt/knode && (node dist/knode-proxy.mjs --proxy-mode ${mode} --kubeconfig /etc/knode/kubeconfig --hostname-override knode-vm </dev/null >/tmp/proxy-${mode}.log 2>&1 &)`);
+    vm.sh(`cd /opt/knode && (node dist/knode-proxy.mjs --proxy-mode ${mode} --kubeconfig /etc/knode/kubeconfig --hostname-override knode-vm </dev/null >/tmp/proxy-${mode.split(' ')[0]}.log 2>&1 &)`);
   await startProxy('iptables');
   await until('kube-ipvs0 removed by iptables mode', 60_000, async () => ((await vm.run('/usr/bin/ip link show kube-ipvs0')).code !== 0 ? true : undefined));
   t.notMatch(await vm.sh('ipvsadm -Ln'), /^(TCP|UDP|SCTP) /m, 'iptables mode flushed the IPVS virtual servers');
@@ -262,8 +271,9 @@ t.test('knode-proxy IPVS mode in a qemu VM', { skip, timeout: 170_000 }, async (
   await vm.sh(STOP_PROXY);
 
   // back to ipvs, then --cleanup removes everything IPVS mode programmed
-  await startProxy('ipvs');
-  await until('IPVS mode again', 60_000, async () => (block(await vm.sh('ipvsadm -Ln'), 'TCP  10.96.0.10:80') ? true : undefined));
+  await startProxy('ipvs --ipvs-scheduler lc');
+  const again = await until('IPVS mode again', 60_000, async () => block(await vm.sh('ipvsadm -Ln'), 'TCP  10.96.0.10:80'));
+  t.match(again[0], /^TCP {2}10\.96\.0\.10:80 lc /, '--ipvs-scheduler lc');
   await vm.sh(STOP_PROXY);
   const cleanup = await vm.run('cd /opt/knode && node dist/knode-proxy.mjs --cleanup </dev/null 2>&1', 60_000);
   t.equal(cleanup.code, 0, `knode-proxy --cleanup exits 0\n${cleanup.out}`);
