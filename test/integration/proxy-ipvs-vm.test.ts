@@ -34,7 +34,8 @@ import { SerialVm } from '../vm/qemu.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const kernel = debianKernel();
-const haveQemu = ['/usr/bin/qemu-system-x86_64', '/usr/local/bin/qemu-system-x86_64'].some((p) => existsSync(p));
+const onPath = (prog: string): boolean => (process.env.PATH ?? '').split(':').some((d) => d !== '' && existsSync(join(d, prog)));
+const haveQemu = onPath('qemu-system-x86_64');
 const skip =
   process.getuid?.() !== 0
     ? 'needs root'
@@ -42,9 +43,11 @@ const skip =
       ? 'qemu-system-x86_64 is not installed (scripts/setup installs qemu-system-x86)'
       : !kernel
         ? 'no Debian kernel with modules (scripts/setup installs linux-image-amd64)'
-        : !existsSync(join(repo, 'dist/knode-proxy.mjs'))
-          ? 'dist/knode-proxy.mjs is missing (npm run build)'
-          : false;
+        : !onPath('cpio') || !onPath('ipvsadm')
+          ? 'cpio or ipvsadm is not installed (scripts/setup installs them)'
+          : !existsSync(join(repo, 'dist/knode-proxy.mjs')) || !existsSync(join(repo, 'dist/knode-lab.mjs'))
+            ? 'dist/knode-proxy.mjs or dist/knode-lab.mjs is missing (npm run build)'
+            : false;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
