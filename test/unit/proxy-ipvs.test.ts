@@ -22,6 +22,8 @@ import { encodeDest, encodeService, genlRequestBytes, IPVS_CMD, parseServiceRepl
 import { backends, isProxyMode } from '../../proxy/backends/index.js';
 import { resolveMode } from '../../proxy/ipvs-probe.js';
 import { createLogger } from '../../lib/log.js';
+import { isKnodeError } from '../../lib/errors.js';
+import { parseProxyArgs } from '../../proxy/config.js';
 
 const goldenDir = join(dirname(fileURLToPath(import.meta.url)), 'golden', 'proxy');
 const update = process.env.KNODE_UPDATE_GOLDEN === '1';
@@ -333,6 +335,21 @@ t.test('mode switch ipvs → iptables: IPVS-only leftovers go, shared chains sta
   t.match(text, /-X KUBE-LOAD-BALANCER\n/);
   t.notMatch(text, /-X KUBE-(SERVICES|POSTROUTING|MARK-MASQ|FORWARD)\n/, 'chains iptables mode uses too are left to it');
   t.match(text, /-D KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT/, 'a jump still present in a shared chain is deleted too (else -X fails)');
+});
+
+t.test('config: --ipvs-scheduler and ipvs.scheduler', async (t) => {
+  const noFile = { readFile: (): string => '' };
+  t.equal(parseProxyArgs([], noFile).ipvsScheduler, 'rr', 'default rr');
+  t.equal(parseProxyArgs(['--proxy-mode', 'ipvs', '--ipvs-scheduler', 'lc'], noFile).ipvsScheduler, 'lc');
+  const file = 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nipvs:\n  scheduler: sh\n';
+  t.equal(parseProxyArgs(['--config', '/f'], { readFile: () => file }).ipvsScheduler, 'sh', 'from the config file');
+  let problems: unknown;
+  try {
+    parseProxyArgs(['--ipvs-scheduler', 'r r; rm'], noFile);
+  } catch (err) {
+    if (isKnodeError(err, 'PROXY_CONFIG_INVALID')) problems = err.details?.problems;
+  }
+  t.match(problems, [/IPVS scheduler "r r; rm" is not a scheduler name/], 'bad scheduler names are rejected');
 });
 
 t.test('selection: ipvs in the backend map; the probe decides', async (t) => {
