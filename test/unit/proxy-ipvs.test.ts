@@ -23,6 +23,7 @@ import { backends, isProxyMode } from '../../proxy/backends/index.js';
 import { resolveMode } from '../../proxy/ipvs-probe.js';
 import { createLogger } from '../../lib/log.js';
 import { isKnodeError } from '../../lib/errors.js';
+import { NetlinkError } from '../../lib/netlink/socket.js';
 import { parseProxyArgs } from '../../proxy/config.js';
 
 const goldenDir = join(dirname(fileURLToPath(import.meta.url)), 'golden', 'proxy');
@@ -284,6 +285,19 @@ t.test('backend: incremental syncs against a recording kernel', async (t) => {
   t.same(k.calls.sort(), ['del TCP/10.96.0.11:80', 'del TCP/192.168.0.2:30080']);
   t.notOk(k.addrs.has('10.96.0.11'));
   t.notOk(sets.get('KUBE-CLUSTER-IP')!.entries.has('10.96.0.11,tcp:80'));
+
+  // an unknown scheduler: a clear error, and the next sync is full
+  const bad = new IpvsBackend({
+    family: 'IPv4',
+    masqueradeBit: 14,
+    masqueradeAll: false,
+    scheduler: 'nope',
+    kernel: { ...fakeKernel().kernel, newService: async () => Promise.reject(new NetlinkError('add IPVS service', 2)) },
+    ipset,
+    iptables,
+    logger: quiet,
+  });
+  await t.rejects(bad.sync({ full: true, state: r.state, changed: new Set() }), { code: 'IPVS_SCHEDULER_UNAVAILABLE', message: /IPVS scheduler "nope" is not available/ });
 
   // a virtual server that is not ours (address neither on kube-ipvs0 nor a node address) stays
   await k.kernel.newService({ address: '203.0.113.1', protocol: 'TCP', port: 1, scheduler: 'rr', flags: 0, timeout: 0 });

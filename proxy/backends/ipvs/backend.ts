@@ -135,7 +135,7 @@ export class IpvsBackend implements ProxyBackend {
         const wantDests = want.destinations.map(destKey).join(',');
         let haveDests: IpvsDestination[] = [];
         if (!have) {
-          await this.kernel.newService(want.service);
+          await this.addService(want.service);
           vsAdded++;
         } else {
           if (!sameService(have, want.service)) {
@@ -213,6 +213,22 @@ export class IpvsBackend implements ProxyBackend {
       this.needFull = true;
       this.log.error('IPVS sync failed, next sync is full', { err });
       throw isKnodeError(err) ? err : new KnodeError('IPVS_SYNC_FAILED', 'IPVS sync failed', { cause: err });
+    }
+  }
+
+  /** NEW_SERVICE; one that appeared meanwhile is updated; an unknown scheduler gets a clear error. */
+  private async addService(s: IpvsService): Promise<void> {
+    try {
+      await this.kernel.newService(s);
+    } catch (err) {
+      if (isNetlinkErrno(err, 'EEXIST')) return this.kernel.setService(s);
+      if (isNetlinkErrno(err, 'ENOENT')) {
+        throw new KnodeError('IPVS_SCHEDULER_UNAVAILABLE', `IPVS scheduler "${s.scheduler}" is not available in this kernel (module ip_vs_${s.scheduler} not loaded?)`, {
+          cause: err,
+          details: { service: serviceKey(s), scheduler: s.scheduler },
+        });
+      }
+      throw err;
     }
   }
 
