@@ -9,7 +9,7 @@ import type { BackendFactory, ProxyMode } from './types.js';
 export const backends = {
   iptables: (opts) => new IptablesBackend(opts),
   nftables: (opts) => new NftablesBackend(opts),
-  ipvs: (opts) => new IpvsBackend({ ...opts, scheduler: opts.ipvsScheduler }),
+  ipvs: (opts) => new IpvsBackend(opts),
 } satisfies Record<ProxyMode, BackendFactory>;
 
 export function isProxyMode(value: string): value is ProxyMode {

@@ -291,7 +291,7 @@ t.test('backend: incremental syncs against a recording kernel', async (t) => {
     family: 'IPv4',
     masqueradeBit: 14,
     masqueradeAll: false,
-    scheduler: 'nope',
+    ipvsScheduler: 'nope',
     kernel: { ...fakeKernel().kernel, newService: async () => Promise.reject(new NetlinkError('add IPVS service', 2)) },
     ipset,
     iptables,

@@ -44,7 +44,6 @@ import {
 } from './render.js';
 
 export interface IpvsBackendOptions extends BackendOptions {
-  scheduler?: string;
   kernel?: IpvsKernel;
   ipset?: IpsetPort;
   iptables?: IptablesPort;
@@ -94,7 +93,7 @@ export class IpvsBackend implements ProxyBackend {
           : await this.kernel.localAddresses(this.family, devIndex);
       const renderOpts: IpvsRenderOptions = {
         family: this.family,
-        scheduler: this.opts.scheduler ?? DEFAULT_SCHEDULER,
+        scheduler: this.opts.ipvsScheduler ?? DEFAULT_SCHEDULER,
         masqueradeBit: this.opts.masqueradeBit,
         masqueradeAll: this.opts.masqueradeAll,
         clusterCIDR: this.opts.clusterCIDR,
