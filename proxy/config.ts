@@ -32,6 +32,8 @@ export interface ProxyConfig {
   syncPeriodMs: number;
   minSyncPeriodMs: number;
   localhostNodePorts: boolean;
+  /** IPVS scheduler (--ipvs-scheduler, ipvs.scheduler); default rr. */
+  ipvsScheduler: string;
   conntrack: {
     maxPerCore?: number;
     min?: number;
@@ -57,6 +59,7 @@ export const DEFAULTS: ProxyConfig = Object.freeze({
   syncPeriodMs: 30_000,
   minSyncPeriodMs: 1_000,
   localhostNodePorts: true,
+  ipvsScheduler: 'rr',
   conntrack: Object.freeze({ tcpBeLiberal: false }),
   verbosity: 0,
   cleanup: false,
@@ -67,6 +70,7 @@ export const USAGE = `Usage: knode-proxy [flags]
   --kubeconfig PATH              kubeconfig of the apiserver (default: in-cluster / $KUBECONFIG)
   --config PATH                  KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)
   --proxy-mode MODE              iptables (default), nftables or ipvs (falls back to iptables without IPVS)
+  --ipvs-scheduler NAME          IPVS scheduler: rr (default), wrr, lc, sh, … (ipvs mode)
   --hostname-override NAME       this node's name (default: the hostname)
   --cluster-cidr CIDR            pod CIDR: traffic from outside it to services is masqueraded
   --masquerade-all               masquerade all traffic to services
@@ -198,6 +202,7 @@ function applyConfigFile(cfg: Mutable<ProxyConfig>, text: string, file: string, 
     dur(`${section}.syncPeriod`, s.syncPeriod, (ms) => (cfg.syncPeriodMs = ms));
     dur(`${section}.minSyncPeriod`, s.minSyncPeriod, (ms) => (cfg.minSyncPeriodMs = ms));
     bool(`${section}.localhostNodePorts`, s.localhostNodePorts, (b) => (cfg.localhostNodePorts = b));
+    if (section === 'ipvs') str('ipvs.scheduler', s.scheduler, (v) => (cfg.ipvsScheduler = v === '' ? 'rr' : v));
   }
   const ct = asRecord(o.conntrack);
   if (ct) {
@@ -238,6 +243,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'hostname-override': { apply: (c, v) => (c.hostnameOverride = v === '' ? undefined : v) },
   'cluster-cidr': { apply: (c, v) => (c.clusterCIDR = v === '' ? undefined : v) },
   'bind-address': { apply: (c, v) => (c.bindAddress = v) },
+  'ipvs-scheduler': { apply: (c, v) => (c.ipvsScheduler = v === '' ? 'rr' : v) },
   'masquerade-all': { bool: true, apply: (c, v, p) => (c.masqueradeAll = boolValue('masquerade-all', v, p)) },
   'metrics-bind-address': { apply: (c, v) => (c.metricsBindAddress = v) },
   'healthz-bind-address': { apply: (c, v) => (c.healthzBindAddress = v) },
@@ -284,6 +290,7 @@ function validate(cfg: ProxyConfig, p: Problems): void {
   if (!Number.isInteger(cfg.masqueradeBit) || cfg.masqueradeBit < 0 || cfg.masqueradeBit > 31) {
     p.list.push(`masquerade bit ${cfg.masqueradeBit} must be within 0..31`);
   }
+  if (!/^[a-z][a-z0-9]{0,14}$/.test(cfg.ipvsScheduler)) p.list.push(`IPVS scheduler ${JSON.stringify(cfg.ipvsScheduler)} is not a scheduler name (rr, wrr, lc, sh, …)`);
   if (!validHostPort(cfg.metricsBindAddress)) p.list.push(`metrics bind address ${JSON.stringify(cfg.metricsBindAddress)} is not host:port`);
   if (!validHostPort(cfg.healthzBindAddress)) p.list.push(`healthz bind address ${JSON.stringify(cfg.healthzBindAddress)} is not host:port`);
   const npa = cfg.nodePortAddresses;

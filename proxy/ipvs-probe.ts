@@ -6,8 +6,7 @@
  *   that is what IPVS mode talks to. ENOENT means the ip_vs module is not loaded / not built.
  * - /proc/net/ip_vs is the second opinion, used when the netlink check itself cannot run.
  * - `resolveMode` turns the requested mode into the effective one: ipvs without IPVS falls back
- *   to iptables with a clear error log, as kube-proxy did. IPVS mode itself is not implemented
- *   yet, so even with IPVS present the effective mode is iptables (logged as such).
+ *   to iptables with a clear error log, as kube-proxy did.
  */
 import { access } from 'node:fs/promises';
 import { errorMessage } from '../lib/errors.js';
@@ -66,17 +65,13 @@ export async function resolveMode(
 ): Promise<ProxyMode> {
   if (requested !== 'ipvs') return requested;
   const r = await (opts.probe ?? probeIpvs)();
-  if (!r.available) {
-    opts.logger.error(`IPVS is not available in this kernel (${r.reason}): falling back to iptables mode`, {
-      requestedMode: 'ipvs',
-      mode: 'iptables',
-    });
-  } else {
-    opts.logger.error('IPVS mode is not implemented by knode-proxy yet: falling back to iptables mode', {
-      requestedMode: 'ipvs',
-      mode: 'iptables',
-      ipvs: r.reason,
-    });
+  if (r.available) {
+    opts.logger.info('using IPVS mode', { ipvs: r.reason });
+    return 'ipvs';
   }
+  opts.logger.error(`IPVS is not available in this kernel (${r.reason}): falling back to iptables mode`, {
+    requestedMode: 'ipvs',
+    mode: 'iptables',
+  });
   return 'iptables';
 }

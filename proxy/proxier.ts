@@ -35,6 +35,7 @@ import {
 import { KnodeError, errorMessage } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { backends } from './backends/index.js';
+import { IpvsBackend } from './backends/ipvs/backend.js';
 import { makeRunner } from './backends/run.js';
 import type { ExecFn, ProxyBackend, ProxyMode } from './backends/types.js';
 import { ChangeTracker, type StaleUdpEndpoint } from './changes.js';
@@ -339,6 +340,7 @@ export class Proxier {
       nodeIPs: this.nodeIPs.filter((ip) => isFamily(ip, this.family)),
       localhostNodePorts: this.config.localhostNodePorts,
       conntrackTCPLiberal: this.config.conntrack.tcpBeLiberal,
+      ipvsScheduler: this.config.ipvsScheduler,
       netnsPath: this.opts.netnsPath,
       exec: this.opts.exec,
       logger: this.log,
@@ -365,7 +367,7 @@ export class Proxier {
     } catch (err) {
       this.metrics.syncFailures.inc();
       if (this.mode === 'iptables') this.metrics.iptablesRestoreFailures.inc();
-      else this.metrics.nftablesSyncFailures.inc();
+      else if (this.mode === 'nftables') this.metrics.nftablesSyncFailures.inc();
       throw err;
     }
     const seconds = (performance.now() - t0) / 1000;
@@ -375,6 +377,7 @@ export class Proxier {
     this.metrics.lastTimestamp.set(now / 1000);
     this.health.updated();
     this.syncs++;
+    if (this.syncs === 1 && this.mode !== 'ipvs') await this.cleanupIpvsLeftovers();
     this.lastSyncError = undefined;
     for (const svc of r.changed) {
       const t = this.triggerTimes.get(svc);
@@ -394,6 +397,17 @@ export class Proxier {
     });
     await this.clearStaleConntrack();
     await this.syncServiceHealth(r.state);
+  }
+
+  /** A node switched from IPVS mode: remove what only IPVS mode used, once, after the first sync. */
+  private async cleanupIpvsLeftovers(): Promise<void> {
+    const ipvs = new IpvsBackend({ family: this.family, masqueradeBit: this.config.masqueradeBit, masqueradeAll: false, netnsPath: this.opts.netnsPath, exec: this.opts.exec, logger: this.log });
+    try {
+      const removed = await ipvs.cleanupIpvsOnlyLeftovers();
+      if (removed > 0) this.log.info('removed IPVS mode leftovers', { mode: this.mode, removed });
+    } catch (err) {
+      this.log.warn('could not remove IPVS mode leftovers', { err: errorMessage(err) });
+    }
   }
 
   private async clearStaleConntrack(): Promise<void> {

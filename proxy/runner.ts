@@ -66,7 +66,9 @@ export function nextRun(state: RunnerState, now: number, timing: RunnerTiming): 
     const at = Math.max(now, state.lastStartMs + timing.minIntervalMs);
     if (at <= best.atMs) best = { atMs: at, reason: 'requested' };
   }
-  const fullDue = state.lastFullMs + timing.fullIntervalMs;
+  // an overdue full sync; not while failing (the retry is full anyway, and a full sync that never
+  // succeeded would otherwise be "due" at once and bypass the back-off)
+  const fullDue = state.failures > 0 ? Infinity : state.lastFullMs + timing.fullIntervalMs;
   if (fullDue < best.atMs) best = { atMs: Math.max(fullDue, state.lastStartMs + timing.minIntervalMs), reason: 'periodic' };
   return { atMs: Math.max(best.atMs, now), reason: best.reason };
 }

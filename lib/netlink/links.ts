@@ -100,6 +100,12 @@ export async function createBridge(nl: Rtnl, opts: { name: string; mtu?: number 
   await nl.request(`create bridge ${opts.name}`, RTM.NEWLINK, [ifinfomsg(), ...attrs], NLM_F_CREATE | NLM_F_EXCL);
 }
 
+/** Create a dummy link (EEXIST when a link of that name exists), e.g. knode-proxy's kube-ipvs0. */
+export async function createDummy(nl: Rtnl, opts: { name: string }): Promise<void> {
+  const attrs = [attr(IFLA_IFNAME, cstr(opts.name)), attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, cstr('dummy')))];
+  await nl.request(`create dummy ${opts.name}`, RTM.NEWLINK, [ifinfomsg(), ...attrs], NLM_F_CREATE | NLM_F_EXCL);
+}
+
 export interface VethOptions {
   /** Name of the end created in this socket's namespace. */
   name: string;

@@ -1,5 +1,5 @@
 /**
- * The one interface every knode-proxy backend implements (iptables, nftables; ipvs later).
+ * The one interface every knode-proxy backend implements (iptables, nftables, ipvs).
  *
  * Design notes
  * - A backend owns the kernel state of one mode and one IP family. `sync` receives the whole
@@ -14,7 +14,7 @@ import type { ExecResult } from '../../lib/exec.js';
 import type { Logger } from '../../lib/log.js';
 import type { IPFamily, ProxyState } from '../model.js';
 
-export type ProxyMode = 'iptables' | 'nftables';
+export type ProxyMode = 'iptables' | 'nftables' | 'ipvs';
 
 export interface SyncRequest {
   /** Ask for a full sync (periodic resync); the backend may also decide one on its own. */
@@ -54,6 +54,8 @@ export interface BackendOptions {
   nodeIPs?: readonly string[];
   localhostNodePorts?: boolean;
   conntrackTCPLiberal?: boolean;
+  /** IPVS mode's scheduler (default rr). */
+  ipvsScheduler?: string;
   /** Run every program inside this network namespace (`nsenter --net=<path>`); tests only. */
   netnsPath?: string;
   exec?: ExecFn;

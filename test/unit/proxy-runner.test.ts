@@ -52,6 +52,11 @@ t.test('nextRun: the pure timing rules', async (t) => {
   t.same(nextRun({ ...after, pending: true }, 105_000, timing), { atMs: 105_000, reason: 'requested' }, 'at once when min has passed');
   t.same(nextRun({ ...after, pending: true, failures: 2, retryAtMs: 103_000 }, 100_010, timing), { atMs: 103_000, reason: 'retry' }, 'back-off wins over requests');
   t.same(nextRun({ ...after, lastFullMs: -3_550_000 }, 100_010, timing), { atMs: 101_000, reason: 'periodic' }, 'an overdue full sync comes after minSyncPeriod');
+  t.same(
+    nextRun({ ...after, lastFullMs: -Infinity, failures: 3, retryAtMs: 104_000 }, 100_010, timing),
+    { atMs: 104_000, reason: 'retry' },
+    'a full sync that never succeeded still backs off',
+  );
   t.equal(isFullRun({ ...after }, 100_500, timing), false);
   t.equal(isFullRun({ ...after }, 100_000 + 3_600_000, timing), true, 'hourly');
   t.equal(isFullRun({ ...after, needFull: true }, 100_500, timing), true, 'after a failure');
