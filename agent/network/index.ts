@@ -28,7 +28,7 @@ import { networkConditionPatch, networkDown, networkUp } from './condition.js';
 import type { NetworkCondition } from './condition.js';
 import { writeFileIfChanged } from './files.js';
 import { masqPort } from './masq.js';
-import { annotationsPatch, flannelAnnotations, internalIPv4, overlayBackends, podCIDRv4 } from './overlay/index.js';
+import { annotationsPatch, flannelAnnotations, internalIPv4, overlayBackends, podCIDRv4, removeOtherBackends } from './overlay/index.js';
 import type { OverlayBackend, OverlayBackendName, OverlayLease } from './overlay/index.js';
 import { openRtnl, underlayLink } from './overlay/underlay.js';
 import { renderSubnetEnv } from './subnet-env.js';
@@ -88,6 +88,7 @@ export function startPodNetwork(o: PodNetworkOptions): PodNetwork {
   let pending = false;
   let retry: NodeJS.Timeout | undefined;
   let warnedOutside = '';
+  let othersRemoved = false;
 
   const setCondition = async (self: V1Node | undefined, want: NetworkCondition): Promise<void> => {
     const body = networkConditionPatch(self, want, new Date());
@@ -108,6 +109,11 @@ export function startPodNetwork(o: PodNetworkOptions): PodNetwork {
       log.warn('the node\'s podCIDR is outside the cluster CIDR', { podCIDR: cidrText, clusterCIDR: o.clusterCIDR });
     }
     const lease: OverlayLease = { nodeName: o.nodeName, subnet, publicIP };
+    if (!othersRemoved) {
+      const removed = await removeOtherBackends(o.backend);
+      if (removed.length > 0) log.info('removed what another overlay backend left', { removed });
+      othersRemoved = true;
+    }
 
     let mtu: number;
     try {

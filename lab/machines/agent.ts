@@ -8,7 +8,12 @@
  * - Everything it owns is under the node's dirs (root dir in labDataDir, pid
  *   file and log in labRunDir) and its command line names them, so `down`
  *   finds it; pods get the lab cgroup parent so `down` finds them too.
- * - Started and found through lab/machines/node-daemon.ts (idempotent).
+ * - Started and found through lab/machines/node-daemon.ts (idempotent; an agent
+ *   started with another --overlay-backend is restarted).
+ * - The overlay (`scripts/lab up --overlay vxlan|host-gw|none`): the agent
+ *   programs flannel.1 / routes inside the node's namespace, writes flannel's
+ *   subnet file under the node's run dir and the conflist into containerd's
+ *   conf dir; the cluster CIDR is the one node-ipam hands /24s out of.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,12 +23,20 @@ import { controlPlanePaths } from './control-plane.js';
 import { labCgroupParent, type LabNode } from './layout.js';
 import { ensureNodeDaemon, nodeDaemonPid, type NodeDaemonSpec } from './node-daemon.js';
 import { terminate } from './proc.js';
+import { labClusterCIDR } from './proxy.js';
+import type { OverlayBackendName } from '../../agent/network/overlay/names.js';
+
+export { overlayBackendNames, isOverlayBackendName } from '../../agent/network/overlay/names.js';
+export type { OverlayBackendName } from '../../agent/network/overlay/names.js';
+export const defaultLabOverlay: OverlayBackendName = 'vxlan';
 
 export interface AgentPaths {
   rootDir: string;
   podLogsDir: string;
   pidFile: string;
   log: string;
+  /** flannel's subnet.env of this node. */
+  subnetFile: string;
 }
 
 export function agentPaths(node: LabNode): AgentPaths {
@@ -32,11 +45,12 @@ export function agentPaths(node: LabNode): AgentPaths {
     podLogsDir: join(node.dataDir, 'pod-logs'),
     pidFile: join(node.runDir, 'agent.pid'),
     log: join(node.runDir, 'agent.log'),
+    subnetFile: join(node.runDir, 'flannel', 'subnet.env'),
   };
 }
 
 /** The agent's command line (after `nsenter --net=... node`). Pure. */
-export function agentArgs(node: LabNode): string[] {
+export function agentArgs(node: LabNode, overlay: OverlayBackendName = defaultLabOverlay): string[] {
   const p = agentPaths(node);
   return [
     join(repoRoot, 'dist', 'knode-agent.mjs'),
@@ -48,12 +62,15 @@ export function agentArgs(node: LabNode): string[] {
     '--pod-logs-dir', p.podLogsDir,
     '--cni-conf-dir', containerdPaths(node).cniConfDir,
     '--cgroup-root', labCgroupParent(node),
+    '--overlay-backend', overlay,
+    '--cluster-cidr', labClusterCIDR,
+    '--flannel-subnet-file', p.subnetFile,
   ];
 }
 
-function agentDaemon(node: LabNode): NodeDaemonSpec {
+function agentDaemon(node: LabNode, overlay?: OverlayBackendName): NodeDaemonSpec {
   const p = agentPaths(node);
-  return { node, program: 'knode-agent', args: agentArgs(node), pidFile: p.pidFile, log: p.log, marker: p.rootDir };
+  return { node, program: 'knode-agent', args: agentArgs(node, overlay), pidFile: p.pidFile, log: p.log, marker: p.rootDir };
 }
 
 export function agentPid(node: LabNode): Promise<number | undefined> {
@@ -61,9 +78,9 @@ export function agentPid(node: LabNode): Promise<number | undefined> {
 }
 
 /** Starts the node's agent unless it runs; returns its pid and whether it was started. */
-export async function ensureAgent(node: LabNode): Promise<{ pid: number; started: boolean }> {
+export async function ensureAgent(node: LabNode, overlay: OverlayBackendName = defaultLabOverlay): Promise<{ pid: number; started: boolean }> {
   await mkdir(agentPaths(node).rootDir, { recursive: true });
-  return ensureNodeDaemon(agentDaemon(node));
+  return ensureNodeDaemon(agentDaemon(node, overlay));
 }
 
 /** Stops the node's agent (SIGTERM: pods keep running). */

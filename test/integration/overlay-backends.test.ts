@@ -11,6 +11,7 @@ import { createVxlanBackend } from '../../agent/network/overlay/vxlan/backend.js
 import { createHostGwBackend } from '../../agent/network/overlay/host-gw/backend.js';
 import type { OverlayBackend, OverlayLease } from '../../agent/network/overlay/types.js';
 import { masqPort } from '../../agent/network/masq.js';
+import { removeOtherBackends } from '../../agent/network/overlay/index.js';
 import { createNetns, deleteNetns, inNetns } from '../../cni/testing/harness.js';
 import type { Netns } from '../../cni/testing/harness.js';
 import { execFile } from '../../lib/exec.js';
@@ -164,4 +165,16 @@ t.test('masquerade rules: applied once, jumps not duplicated', async (t) => {
   await inNetns(a, 'iptables', ['-t', 'nat', '-F', 'POSTROUTING'], false);
   t.equal(await port.ensure(cidrs), true, 'restored after a flush');
   t.equal((await inNetns(a, 'iptables-save', [], false)).stdout.split('\n').filter((l) => l.includes('-j FLANNEL-POSTRTG')).length, 1, 'jump back, once');
+});
+
+t.test('switching backends: what the other one left is removed', async (t) => {
+  const { a } = await underlay(t);
+  const vx = createVxlanBackend({ netnsPath: a.path, logger });
+  t.teardown(() => vx.close());
+  await vx.setUp(leaseA);
+  await inNetns(a, 'ip', ['route', 'add', '10.250.9.0/24', 'via', '192.0.2.2', 'proto', '77'], false);
+  t.same(await removeOtherBackends('vxlan', a.path), ['route 10.250.9.0/24 via 192.0.2.2'], 'vxlan keeps flannel.1, drops proto 77 routes');
+  t.same(await removeOtherBackends('host-gw', a.path), ['link flannel.1'], 'host-gw drops flannel.1');
+  t.equal((await inNetns(a, 'ip', ['link', 'show', 'flannel.1'])).code !== 0, true, 'flannel.1 gone');
+  t.same(await removeOtherBackends('host-gw', a.path), [], 'nothing left: nothing to do');
 });
