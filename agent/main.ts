@@ -5,7 +5,7 @@
  * - Bad flags or config file: the problems on stderr, exit 2; --help: usage, exit 0.
  * - Start-up: connect the runtime (retrying with back-off while it is not
  *   reachable), the kube client, the node agent (registration, Lease, status),
- *   the pod network (CNI conflist + host-gw routes, agent/network), then the
+ *   the pod network (overlay, subnet file, CNI conflist; agent/network), then the
  *   pod informer (spec.nodeName=<node>) feeding the pod workers.
  * - Pods with a deletionTimestamp (or gone from the apiserver) are terminated;
  *   on success the agent makes the final delete (gracePeriodSeconds=0 and a uid
@@ -174,7 +174,17 @@ async function main(argv: string[]): Promise<number> {
   if (runtime === undefined) return 0;
 
   const node = startNodeAgent({ config, kube, runtime, signal, logger: log.child({ part: 'node' }) });
-  const network = startPodNetwork({ kube, nodeName: config.nodeName, cniConfDir: config.cniConfDir, rootDir: config.rootDir, signal, logger: log.child({ part: 'network' }) });
+  const network = startPodNetwork({
+    kube,
+    nodeName: config.nodeName,
+    cniConfDir: config.cniConfDir,
+    rootDir: config.rootDir,
+    backend: config.overlayBackend,
+    clusterCIDR: config.clusterCIDR,
+    subnetFile: config.flannelSubnetFile,
+    signal,
+    logger: log.child({ part: 'network' }),
+  });
   try {
     await node.ready;
   } catch (err) {

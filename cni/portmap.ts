@@ -95,6 +95,25 @@ function stringList(conf: JsonObject, key: string): string[] | undefined {
 
 const chainNameRe = /^[A-Za-z0-9_.-]{1,28}$/;
 
+/**
+ * A port mapping with Go's JSON key matching: containerd 1.6 (go-cni) sends its PortMapping
+ * struct without json tags ({"HostPort":…,"ContainerPort":…,"Protocol":…,"HostIP":…}) and the
+ * reference plugin still reads it, because encoding/json matches keys case-insensitively (an
+ * exact match first). Pure.
+ */
+export function goJsonKeys(raw: JsonObject, keys: readonly string[]): JsonObject {
+  const out: JsonObject = {};
+  for (const key of keys) {
+    if (Object.prototype.hasOwnProperty.call(raw, key)) {
+      out[key] = raw[key]!;
+      continue;
+    }
+    const other = Object.keys(raw).find((k) => k.toLowerCase() === key.toLowerCase());
+    if (other !== undefined) out[key] = raw[other]!;
+  }
+  return out;
+}
+
 /** Parse and validate the plugin's config (pure). */
 export function parsePortmapConf(conf: JsonObject): PortmapConf {
   const markBitGiven = conf.markMasqBit !== undefined && conf.markMasqBit !== null;
@@ -112,9 +131,10 @@ export function parsePortmapConf(conf: JsonObject): PortmapConf {
   if (rc !== undefined && rc !== null) {
     if (!isObject(rc)) throw new CniError(CniCode.InvalidConfig, 'invalid config: runtimeConfig must be an object');
     const list = optArray(rc, 'portMappings', 'runtimeConfig.') ?? [];
-    list.forEach((raw, i) => {
+    list.forEach((given, i) => {
       const ctx = `runtimeConfig.portMappings[${i}].`;
-      if (!isObject(raw)) throw new CniError(CniCode.InvalidConfig, `invalid config: ${ctx.slice(0, -1)} must be an object`);
+      if (!isObject(given)) throw new CniError(CniCode.InvalidConfig, `invalid config: ${ctx.slice(0, -1)} must be an object`);
+      const raw = goJsonKeys(given, ['hostPort', 'containerPort', 'protocol', 'hostIP']);
       const containerPort = optInt(raw, 'containerPort', ctx, -(2 ** 31), 2 ** 31 - 1) ?? 0;
       const hostPort = optInt(raw, 'hostPort', ctx, -(2 ** 31), 2 ** 31 - 1) ?? 0;
       if (containerPort <= 0 || containerPort > 65535) throw new CniError(CniCode.InvalidConfig, `Invalid container port number: ${containerPort}`);

@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import type { LogLevel } from '../../lib/log.js';
 import type { ConfigLayer } from './layer.js';
 import type { Taint } from './types.js';
+import { parseOverlayBackend, parseIPv4CIDR } from './overlay.js';
 import { checkTaint, parseDuration, parseIPList, parseUnixEndpoint } from './values.js';
 
 export interface FileResult {
@@ -82,6 +83,10 @@ const fields: Record<string, FieldParser> = {
   logging: (v, l) => void (l.logLevel = verbosity(v)),
   cgroupRoot: (v, l) => void (l.cgroupRoot = absolutePath(v)),
   podLogsDir: (v, l) => void (l.podLogsDir = absolutePath(v)),
+  // knode's own keys (not KubeletConfiguration): the overlay, as the flags.
+  overlayBackend: (v, l) => void (l.overlayBackend = parseOverlayBackend(str(v))),
+  clusterCIDR: (v, l) => void (l.clusterCIDR = parseIPv4CIDR(str(v))),
+  flannelSubnetFile: (v, l) => void (l.flannelSubnetFile = absolutePath(v)),
 };
 
 export function parseConfigFile(text: string, source = 'config file'): FileResult {

@@ -6,6 +6,7 @@
  */
 import type { LogLevel } from '../../lib/log.js';
 import type { ConfigLayer } from './layer.js';
+import { parseOverlayBackend, parseIPv4CIDR } from './overlay.js';
 import { parseDuration, parseIPList, parseLabels, parsePositiveInt, parseTaints, parseUnixEndpoint } from './values.js';
 
 export interface FlagResult {
@@ -87,6 +88,9 @@ export const flagSpecs: Record<string, FlagSpec> = {
   'cgroup-root': { help: 'cgroup parent (cgroupfs path) of the pods; default: the runtime\'s.', apply: (v, l) => void (l.cgroupRoot = absolute(v)) },
   'cni-conf-dir': { help: 'Directory the agent writes the pod network\'s CNI config into (default /etc/cni/net.d).', apply: (v, l) => void (l.cniConfDir = absolute(v)) },
   'pod-logs-dir': { help: 'Root of the pods\' log directories (default /var/log/pods).', apply: (v, l) => void (l.podLogsDir = absolute(v)) },
+  'overlay-backend': { help: 'Pod network between nodes: vxlan (default), host-gw or none.', apply: (v, l) => void (l.overlayBackend = parseOverlayBackend(v)) },
+  'cluster-cidr': { help: 'The cluster\'s pod network, FLANNEL_NETWORK (default 10.244.0.0/16).', apply: (v, l) => void (l.clusterCIDR = parseIPv4CIDR(v)) },
+  'flannel-subnet-file': { help: 'Where flannel\'s subnet.env is written (default /run/flannel/subnet.env).', apply: (v, l) => void (l.flannelSubnetFile = absolute(v)) },
   v: { help: 'Log verbosity (0-10; 4 and above = debug).', apply: (v, l) => void (l.logLevel = verbosityToLevel(parsePositiveIntOrZero(v))) },
   'log-level': { help: 'debug, info, warn or error.', apply: (v, l) => void (l.logLevel = parseLogLevel(v)) },
   help: { help: 'Print the flags and exit.', bool: true, apply: () => undefined },

@@ -92,6 +92,9 @@ export function resolveConfig(input: ResolveInput): ResolveResult {
     cgroupRoot: merged.cgroupRoot,
     cniConfDir: merged.cniConfDir ?? defaultConfig.cniConfDir,
     podLogsDir: merged.podLogsDir ?? defaultConfig.podLogsDir,
+    overlayBackend: merged.overlayBackend ?? defaultConfig.overlayBackend,
+    clusterCIDR: merged.clusterCIDR ?? defaultConfig.clusterCIDR,
+    flannelSubnetFile: merged.flannelSubnetFile ?? defaultConfig.flannelSubnetFile,
   };
   if (problems.length === 0) problems.push(...validate(config));
   if (problems.length > 0) {

@@ -3,6 +3,7 @@
  * Durations are milliseconds, sizes are numbers; everything is validated.
  */
 import type { LogLevel } from '../../lib/log.js';
+import type { OverlayBackendName } from '../network/overlay/names.js';
 
 export type TaintEffect = 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
 
@@ -54,6 +55,12 @@ export interface AgentConfig {
   cniConfDir: string;
   /** --pod-logs-dir (KubeletConfiguration podLogsDir): root of the pods' log dirs. */
   podLogsDir: string;
+  /** --overlay-backend (file: overlayBackend): the pod network between nodes (agent/network). */
+  overlayBackend: OverlayBackendName;
+  /** --cluster-cidr (file: clusterCIDR): the cluster's pod network (FLANNEL_NETWORK). */
+  clusterCIDR: string;
+  /** --flannel-subnet-file (file: flannelSubnetFile): where flannel's subnet.env is written. */
+  flannelSubnetFile: string;
 }
 
 export const defaultConfig = {
@@ -71,6 +78,9 @@ export const defaultConfig = {
   logLevel: 'info',
   cniConfDir: '/etc/cni/net.d',
   podLogsDir: '/var/log/pods',
+  overlayBackend: 'vxlan',
+  clusterCIDR: '10.244.0.0/16',
+  flannelSubnetFile: '/run/flannel/subnet.env',
 } as const satisfies Partial<AgentConfig> & { dockerEndpoint: string };
 
 /** Renew interval of the node Lease: a quarter of its duration, as upstream (10 s for 40 s). */

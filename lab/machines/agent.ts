@@ -10,23 +10,37 @@
  * - Everything it owns is under the node's dirs (root dir in labDataDir, pid
  *   file and log in labRunDir) and its command line names them, so `down`
  *   finds it; pods get the lab cgroup parent so `down` finds them too.
- * - Started and found through lab/machines/node-daemon.ts (idempotent).
+ * - Started and found through lab/machines/node-daemon.ts (idempotent; an agent
+ *   started with another --overlay-backend is restarted).
+ * - The overlay (`scripts/lab up --overlay vxlan|host-gw|none`): the agent
+ *   programs flannel.1 / routes inside the node's namespace, writes flannel's
+ *   subnet file under the node's run dir and the conflist into containerd's
+ *   conf dir; the cluster CIDR is the one node-ipam hands /24s out of.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { imageRefs, repoRoot } from '../paths.js';
+import { ensureLabCniPlugins, labCniBinDir } from './cni-plugins.js';
 import { containerdPaths } from './containerd.js';
 import { controlPlanePaths } from './control-plane.js';
 import { dockerdPaths } from './dockerd.js';
 import { labCgroupParent, type LabNode, type RuntimeKind } from './layout.js';
 import { ensureNodeDaemon, nodeDaemonPid, type NodeDaemonSpec } from './node-daemon.js';
 import { terminate } from './proc.js';
+import { labClusterCIDR } from './proxy.js';
+import type { OverlayBackendName } from '../../agent/network/overlay/names.js';
+
+export { overlayBackendNames, isOverlayBackendName } from '../../agent/network/overlay/names.js';
+export type { OverlayBackendName } from '../../agent/network/overlay/names.js';
+export const defaultLabOverlay: OverlayBackendName = 'vxlan';
 
 export interface AgentPaths {
   rootDir: string;
   podLogsDir: string;
   pidFile: string;
   log: string;
+  /** flannel's subnet.env of this node. */
+  subnetFile: string;
 }
 
 export function agentPaths(node: LabNode): AgentPaths {
@@ -35,6 +49,7 @@ export function agentPaths(node: LabNode): AgentPaths {
     podLogsDir: join(node.dataDir, 'pod-logs'),
     pidFile: join(node.runDir, 'agent.pid'),
     log: join(node.runDir, 'agent.log'),
+    subnetFile: join(node.runDir, 'flannel', 'subnet.env'),
   };
 }
 
@@ -45,14 +60,14 @@ function runtimeArgs(node: LabNode, runtime: RuntimeKind): string[] {
       '--container-runtime', 'docker',
       '--container-runtime-endpoint', `unix://${dockerdPaths(node).socket}`,
       '--pod-infra-container-image', imageRefs.pause,
-      '--cni-bin-dir', '/usr/lib/cni',
+      '--cni-bin-dir', labCniBinDir,
     ];
   }
   return ['--container-runtime-endpoint', `unix://${containerdPaths(node).socket}`];
 }
 
 /** The agent's command line (after `nsenter --net=... node`). Pure. */
-export function agentArgs(node: LabNode, runtime: RuntimeKind = 'containerd'): string[] {
+export function agentArgs(node: LabNode, runtime: RuntimeKind = 'containerd', overlay: OverlayBackendName = defaultLabOverlay): string[] {
   const p = agentPaths(node);
   return [
     join(repoRoot, 'dist', 'knode-agent.mjs'),
@@ -65,12 +80,15 @@ export function agentArgs(node: LabNode, runtime: RuntimeKind = 'containerd'): s
     // The same dir on either runtime (containerd's CRI reads its conflist there).
     '--cni-conf-dir', containerdPaths(node).cniConfDir,
     '--cgroup-root', labCgroupParent(node),
+    '--overlay-backend', overlay,
+    '--cluster-cidr', labClusterCIDR,
+    '--flannel-subnet-file', p.subnetFile,
   ];
 }
 
-function agentDaemon(node: LabNode, runtime: RuntimeKind = 'containerd'): NodeDaemonSpec {
+function agentDaemon(node: LabNode, runtime: RuntimeKind = 'containerd', overlay?: OverlayBackendName): NodeDaemonSpec {
   const p = agentPaths(node);
-  return { node, program: 'knode-agent', args: agentArgs(node, runtime), pidFile: p.pidFile, log: p.log, marker: p.rootDir };
+  return { node, program: 'knode-agent', args: agentArgs(node, runtime, overlay), pidFile: p.pidFile, log: p.log, marker: p.rootDir };
 }
 
 export function agentPid(node: LabNode): Promise<number | undefined> {
@@ -78,9 +96,11 @@ export function agentPid(node: LabNode): Promise<number | undefined> {
 }
 
 /** Starts the node's agent unless it runs; returns its pid and whether it was started. */
-export async function ensureAgent(node: LabNode, runtime: RuntimeKind = 'containerd'): Promise<{ pid: number; started: boolean }> {
+export async function ensureAgent(node: LabNode, runtime: RuntimeKind = 'containerd', overlay: OverlayBackendName = defaultLabOverlay): Promise<{ pid: number; started: boolean }> {
   await mkdir(agentPaths(node).rootDir, { recursive: true });
-  return ensureNodeDaemon(agentDaemon(node, runtime));
+  // With Docker the agent runs the CNI plugins itself: knode's, as containerd nodes do.
+  if (runtime === 'docker') await ensureLabCniPlugins();
+  return ensureNodeDaemon(agentDaemon(node, runtime, overlay));
 }
 
 /** Stops the node's agent (SIGTERM: pods keep running). */

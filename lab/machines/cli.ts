@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { KnodeError } from '../../lib/errors.js';
 import { labDataDir, labRegistry, labRunDir, registry, repoRoot, underlay, underlayNetns } from '../paths.js';
 import { startRegistry } from '../images/registry.js';
-import { agentPaths, agentPid, ensureAgent } from './agent.js';
+import { agentPaths, agentPid, defaultLabOverlay, ensureAgent, isOverlayBackendName, overlayBackendNames } from './agent.js';
 import { ensureProxy, isProxyMode, proxyModes, proxyPid } from './proxy.js';
 import { controlPlanePaths, controlPlanePid, ensureControlPlane } from './control-plane.js';
 import { findLeftovers, isClean, labNetnsNames, teardownLab, type StepRunner } from './cleanup.js';
@@ -83,7 +83,9 @@ async function requireState(): Promise<LabState> {
 // ---------------------------------------------------------------- up
 
 async function up(argv: string[]): Promise<number> {
-  const opts = parseOptions(argv, ['nodes', 'runtime', 'proxy-mode']);
+  const opts = parseOptions(argv, ['nodes', 'runtime', 'proxy-mode', 'overlay']);
+  const overlay = opts.get('overlay') ?? defaultLabOverlay;
+  if (!isOverlayBackendName(overlay)) throw new UsageError(`--overlay takes ${overlayBackendNames.join(', ')}`);
   const proxyMode = opts.get('proxy-mode') ?? 'iptables';
   if (!isProxyMode(proxyMode)) throw new UsageError(`--proxy-mode takes ${proxyModes.join(', ')}`);
   const nodes = Number(opts.get('nodes') ?? '2');
@@ -185,9 +187,9 @@ async function up(argv: string[]): Promise<number> {
     if (state.machines.every((m) => m.images.length === 0)) say('images: no image archives under build/images yet; nothing imported');
   });
 
-  await step(`agents: knode-agent (${runtime}) on ${machines.map((m) => m.name).join(', ')}`, async () => {
+  await step(`agents: knode-agent (${runtime}, overlay ${overlay}) on ${machines.map((m) => m.name).join(', ')}`, async () => {
     if (!existsSync(agentBundle)) throw new KnodeError('AGENT_NOT_BUILT', `${agentBundle} is missing; run \`npm run build\` first`);
-    for (const node of machines) if ((await ensureAgent(node, runtime)).started) changed = true;
+    for (const node of machines) if ((await ensureAgent(node, runtime, overlay)).started) changed = true;
   });
   await step(`proxies: knode-proxy (${proxyMode}) on ${machines.map((m) => m.name).join(', ')}`, async () => {
     for (const node of machines) if ((await ensureProxy(node, proxyMode)).started) changed = true;
@@ -333,7 +335,7 @@ async function env(argv: string[]): Promise<number> {
 export const machineCommands: Record<string, LabCommand> = {
   up: {
     summary: 'make the lab: underlay + N node namespaces, a runtime in each, images imported (idempotent)',
-    usage: 'up [--nodes N (default 2)] [--runtime containerd|docker (default containerd)] [--proxy-mode iptables|nftables|ipvs (default iptables)]',
+    usage: 'up [--nodes N (default 2)] [--runtime containerd|docker (default containerd)] [--proxy-mode iptables|nftables|ipvs (default iptables)] [--overlay vxlan|host-gw|none (default vxlan)]',
     run: up,
   },
   down: { summary: 'remove everything the lab made (works after crashes too)', usage: 'down', run: down },

@@ -10,8 +10,9 @@
  *   sockets, config, log and pid file in labRunDir, runc state in the node's
  *   run dir (runtime option Root), so nodes never share state and `down` finds
  *   it all by prefix.
- * - CRI is configured for the lab: sandbox image knode.local/pause, reference
- *   CNI plugins from /usr/lib/cni with a per-node conf dir, runc with cgroupfs,
+ * - CRI is configured for the lab: sandbox image knode.local/pause, knode's own
+ *   CNI plugins (lab/machines/cni-plugins.ts) with a per-node conf dir that
+ *   knode-agent fills, runc with cgroupfs,
  *   stream server on loopback, pod netns mounts under the node's run dir
  *   (not /var/run/netns/cni-*), per-registry hosts.toml dir in the data dir.
  */
@@ -26,6 +27,7 @@ import { netnsPath } from './layout.js';
 import { daemonFromPidFile, spawnDaemon, terminate, waitFor } from './proc.js';
 import type { LabRuntime } from './runtime.js';
 import { readLogTail } from './logs.js';
+import { ensureLabCniPlugins, labCniBinDir } from './cni-plugins.js';
 
 export interface ContainerdPaths {
   root: string;
@@ -39,6 +41,8 @@ export interface ContainerdPaths {
   runcRoot: string;
   optDir: string;
   cniConfDir: string;
+  /** containerd's CNI bin_dir: knode's plugins. */
+  cniBinDir: string;
   /** Where CRI mounts pod network namespaces (netns_mounts_under_state_dir: inside the lab dirs, so `down` finds them). */
   podNetnsDir: string;
   /** hosts.toml per registry (containerd's config_path), e.g. for the lab registry. */
@@ -60,6 +64,7 @@ export function containerdPaths(node: LabNode): ContainerdPaths {
     runcRoot: join(node.runDir, 'runc'),
     optDir: join(root, 'opt'),
     cniConfDir: join(node.dataDir, 'cni', 'net.d'),
+    cniBinDir: labCniBinDir,
     podNetnsDir: join(state, 'io.containerd.grpc.v1.cri', 'netns'),
     registryConfigDir: join(node.dataDir, 'containerd-certs.d'),
   };
@@ -112,7 +117,7 @@ state = ${q(p.state)}
         Root = ${q(p.runcRoot)}
 
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+    bin_dir = ${q(p.cniBinDir)}
     conf_dir = ${q(p.cniConfDir)}
 
   [plugins."io.containerd.grpc.v1.cri".registry]
@@ -143,6 +148,7 @@ async function start(node: LabNode): Promise<number> {
   if (running !== undefined && (await ping(node))) return running;
   if (running !== undefined) await terminate([running], { graceMs: 5000 }); // alive but not answering
   for (const dir of [p.root, p.state, p.runcRoot, p.optDir, p.cniConfDir, p.registryConfigDir]) await mkdir(dir, { recursive: true });
+  await ensureLabCniPlugins(p.cniBinDir);
   await writeFile(p.config, renderContainerdConfig(p));
   for (const host of [labRegistry.plain, labRegistry.auth]) {
     await mkdir(join(p.registryConfigDir, host), { recursive: true });

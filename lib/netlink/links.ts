@@ -1,9 +1,11 @@
 /**
- * Links over rtnetlink: lookup, bridge and veth creation, up/down, MTU, MAC, master, namespace
- * moves, hairpin, promiscuous mode, deletion. Every message is one request; idempotency
+ * Links over rtnetlink: lookup, bridge, veth and VXLAN creation, up/down, MTU, MAC, master,
+ * namespace moves, hairpin, promiscuous mode, deletion. Every message is one request; idempotency
  * (EEXIST/ENODEV tolerance) is the caller's choice through `isNetlinkErrno`.
  */
 import { attr, cstr, ifinfomsg, parseAttrs, readCstr, u32, u8 } from './attrs.js';
+import { ipFromBuffer, ipToBuffer } from './ip.js';
+import type { Ip } from './ip.js';
 import { NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, RTM, isNetlinkErrno } from './socket.js';
 import type { Rtnl, RtMessage } from './socket.js';
 
@@ -21,6 +23,22 @@ const IFLA_INFO_DATA = 2;
 const VETH_INFO_PEER = 1;
 const IFLA_BRPORT_MODE = 4;
 const AF_BRIDGE = 7;
+const IFLA_VXLAN_ID = 1;
+const IFLA_VXLAN_LINK = 3;
+const IFLA_VXLAN_LOCAL = 4;
+const IFLA_VXLAN_LEARNING = 7;
+const IFLA_VXLAN_PORT = 15;
+
+/** The VXLAN part of a link (IFLA_INFO_DATA of kind vxlan). */
+export interface VxlanInfo {
+  vni: number;
+  /** UDP destination port (0 = the kernel default). */
+  port: number;
+  local: Ip | undefined;
+  /** Index of the underlay device (IFLA_VXLAN_LINK), if pinned. */
+  vtepIndex: number | undefined;
+  learning: boolean;
+}
 
 export interface Link {
   index: number;
@@ -36,6 +54,23 @@ export interface Link {
   peerIndex: number | undefined;
   /** IFLA_LINK_NETNSID: set when the peer lives in another namespace. */
   linkNetnsid: number | undefined;
+  /** Set for kind 'vxlan'. */
+  vxlan: VxlanInfo | undefined;
+}
+
+function parseVxlanInfo(data: Buffer | undefined): VxlanInfo | undefined {
+  if (!data) return undefined;
+  const a = parseAttrs(data);
+  const local = a.get(IFLA_VXLAN_LOCAL);
+  const port = a.get(IFLA_VXLAN_PORT);
+  const link = a.get(IFLA_VXLAN_LINK);
+  return {
+    vni: a.get(IFLA_VXLAN_ID)?.readUInt32LE(0) ?? 0,
+    port: port && port.length >= 2 ? port.readUInt16BE(0) : 0,
+    local: local ? ipFromBuffer(local) : undefined,
+    vtepIndex: link && link.length >= 4 && link.readUInt32LE(0) !== 0 ? link.readUInt32LE(0) : undefined,
+    learning: (a.get(IFLA_VXLAN_LEARNING)?.[0] ?? 1) !== 0,
+  };
 }
 
 export function formatMac(b: Uint8Array | undefined): string {
@@ -53,10 +88,11 @@ function toLink(m: RtMessage): Link | undefined {
   if (m.kind !== 'link') return undefined;
   const a = m.attrs;
   const info = a.linkinfo ? parseAttrs(a.linkinfo) : undefined;
+  const kind = readCstr(info?.get(IFLA_INFO_KIND));
   return {
     index: m.data.index ?? 0,
     name: a.ifname ?? '',
-    kind: readCstr(info?.get(IFLA_INFO_KIND)),
+    kind,
     mtu: a.mtu ?? 0,
     mac: formatMac(a.address),
     up: m.data.flags?.up === true,
@@ -64,6 +100,7 @@ function toLink(m: RtMessage): Link | undefined {
     master: a.master || undefined,
     peerIndex: a.link && a.link.length >= 4 ? a.link.readUInt32LE(0) : undefined,
     linkNetnsid: a.linkNetnsid,
+    vxlan: kind === 'vxlan' ? parseVxlanInfo(info?.get(IFLA_INFO_DATA)) : undefined,
   };
 }
 
@@ -104,6 +141,33 @@ export async function createBridge(nl: Rtnl, opts: { name: string; mtu?: number 
 export async function createDummy(nl: Rtnl, opts: { name: string }): Promise<void> {
   const attrs = [attr(IFLA_IFNAME, cstr(opts.name)), attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, cstr('dummy')))];
   await nl.request(`create dummy ${opts.name}`, RTM.NEWLINK, [ifinfomsg(), ...attrs], NLM_F_CREATE | NLM_F_EXCL);
+}
+
+export interface VxlanOptions {
+  name: string;
+  vni: number;
+  /** UDP destination port (flannel: 8472). */
+  port: number;
+  /** Source address of the encapsulated packets (the node's underlay IP). */
+  local: Ip;
+  /** Underlay device index (IFLA_VXLAN_LINK). */
+  vtepIndex?: number;
+  /** MAC learning (flannel: off; it programs the FDB itself). */
+  learning: boolean;
+  mtu?: number;
+  mac?: string;
+}
+
+/** Create a VXLAN device (EEXIST when a link of that name exists), as `ip link add … type vxlan`. */
+export async function createVxlan(nl: Rtnl, o: VxlanOptions): Promise<void> {
+  const port = Buffer.alloc(2);
+  port.writeUInt16BE(o.port, 0);
+  const data = [attr(IFLA_VXLAN_ID, u32(o.vni)), attr(IFLA_VXLAN_LOCAL, ipToBuffer(o.local)), attr(IFLA_VXLAN_LEARNING, u8(o.learning ? 1 : 0)), attr(IFLA_VXLAN_PORT, port)];
+  if (o.vtepIndex !== undefined) data.push(attr(IFLA_VXLAN_LINK, u32(o.vtepIndex)));
+  const attrs = [attr(IFLA_IFNAME, cstr(o.name)), attr(IFLA_LINKINFO, [attr(IFLA_INFO_KIND, cstr('vxlan')), attr(IFLA_INFO_DATA, data, true)], true)];
+  if (o.mtu) attrs.push(attr(IFLA_MTU, u32(o.mtu)));
+  if (o.mac) attrs.push(attr(IFLA_ADDRESS, parseMac(o.mac)));
+  await nl.request(`create vxlan ${o.name}`, RTM.NEWLINK, [ifinfomsg(), ...attrs], NLM_F_CREATE | NLM_F_EXCL);
 }
 
 export interface VethOptions {

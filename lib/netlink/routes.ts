@@ -6,6 +6,7 @@ import { formatIpNet, ipFromBuffer, ipToBuffer, networkOf } from './ip.js';
 import type { Ip, IpNet } from './ip.js';
 import { NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, RTM } from './socket.js';
 import type { Rtnl } from './socket.js';
+import { netlinkModule } from './native.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -34,6 +35,8 @@ export interface Route {
   scope?: number;
   /** The gateway is on the link even if no address covers it (RTNH_F_ONLINK). */
   onlink?: boolean;
+  /** rtm_protocol: who made the route (default RTPROT_BOOT); a daemon tags its own routes with a number of its own. */
+  protocol?: number;
 }
 
 function rtmsg(r: Route): Buffer {
@@ -44,7 +47,7 @@ function rtmsg(r: Route): Buffer {
   b.writeUInt8(0, 2);
   b.writeUInt8(0, 3);
   b.writeUInt8(table < 256 ? table : 0, 4);
-  b.writeUInt8(RTPROT_BOOT, 5);
+  b.writeUInt8(r.protocol ?? RTPROT_BOOT, 5);
   b.writeUInt8(r.scope ?? (r.gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK), 6);
   b.writeUInt8(RTN_UNICAST, 7);
   b.writeUInt32LE(r.onlink ? RTNH_F_ONLINK : 0, 8);
@@ -96,6 +99,9 @@ export async function listRoutes(nl: Rtnl, filter: { family?: 4 | 6; table?: num
       if (gw) route.gw = gw;
       if (m.attrs.oif !== undefined) route.oif = m.attrs.oif;
       if (m.attrs.priority !== undefined) route.priority = m.attrs.priority;
+      const protocol = m.data.protocol;
+      route.protocol = typeof protocol === 'number' ? protocol : protocol === undefined ? 0 : netlinkModule().rt.RouteProtocol[protocol];
+      if (((m.data.flags?.__unknown ?? 0) & RTNH_F_ONLINK) !== 0) route.onlink = true;
       const scope = m.data.scope;
       route.scope = typeof scope === 'number' ? scope : RT_SCOPE_UNIVERSE;
       out.push(route);

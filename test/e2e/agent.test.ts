@@ -2,7 +2,7 @@
 // --runtime containerd|docker` starts an agent per node (on docker with its
 // Docker backend); Nodes become Ready once the agent wrote the CNI
 // config; a Deployment's pods run with pod IPs from the nodes' podCIDRs and
-// serve HTTP within and across nodes (host-gw routes); a deleted pod is
+// serve HTTP within and across nodes (VXLAN overlay); a deleted pod is
 // terminated and finally deleted by the agent; kill -9 + restart of an agent
 // restarts no container; a pod force-deleted while its agent was down is
 // cleaned up on start; an invalid image name shows InvalidImageName; SIGTERM
@@ -176,12 +176,14 @@ for (const runtime of ['containerd', 'docker'] as const) {
     const cidrs = new Map(ready.map((n) => [n.metadata?.name ?? '', n.spec?.podCIDR ?? '']));
     for (const [name, cidr] of cidrs) {
       t.match(cidr, /^10\.244\.\d+\.0\/24$/, `${name} has a podCIDR`);
-      const conf = JSON.parse(readFileSync(join(containerdPaths(labNode(Number(name.replace('node-', '')))).cniConfDir, '10-knode.conflist'), 'utf8')) as { plugins: { type: string; ipam?: { ranges: { subnet: string }[][] } }[] };
-      t.same(conf.plugins.map((p) => p.type), ['bridge', 'portmap'], `${name}: conflist with bridge and portmap`);
-      t.equal(conf.plugins[0]?.ipam?.ranges[0]?.[0]?.subnet, cidr, `${name}: host-local over the podCIDR`);
+      const conf = JSON.parse(readFileSync(join(containerdPaths(labNode(Number(name.replace('node-', '')))).cniConfDir, '10-knode.conflist'), 'utf8')) as { plugins: { type: string }[] };
+      t.same(conf.plugins.map((p) => p.type), ['knode-flannel', 'knode-portmap'], `${name}: conflist with knode-flannel and knode-portmap`);
+      const env = readFileSync(agentPaths(labNode(Number(name.replace('node-', '')))).subnetFile, 'utf8');
+      t.match(env, `FLANNEL_SUBNET=${cidr.replace(/0\/24$/, '1/24')}`, `${name}: subnet file over the podCIDR`);
     }
     const routes = (await inNode('node-1', ['ip', 'route'])).stdout;
-    t.match(routes, new RegExp(`${cidrs.get('node-2')!.replace(/\./g, '\\.')} via 172\\.31\\.0\\.12 .*proto 77`), 'node-1 routes node-2\'s pods via node-2');
+    const net2 = cidrs.get('node-2')!.replace(/\./g, '\\.');
+    t.match(routes, new RegExp(`${net2} via ${net2.replace(/0\/24$/, '0')} dev flannel\\.1 onlink`), 'node-1 routes node-2\'s pods through VXLAN (the default overlay)');
 
     const create = await kubectl(['create', 'deployment', 'web', '--image=knode.local/app:1.0', '--replicas=2']);
     t.equal(create.code, 0, 'deployment created', { stderr: create.stderr });

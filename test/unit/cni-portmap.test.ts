@@ -46,6 +46,12 @@ t.test('config defaults, options and errors', async (t) => {
     ],
   });
   t.same(parsePortmapConf({ name: 'n' }).mappings, [], 'no runtimeConfig: no mappings');
+  // containerd 1.6 (go-cni) sends its struct's Go field names; Go's JSON matching is case-insensitive.
+  t.same(
+    parsePortmapConf(pm([{ HostPort: 18080, ContainerPort: 8080, Protocol: 'tcp', HostIP: '' }])).mappings,
+    [{ hostPort: 18080, containerPort: 8080, protocol: 'tcp', hostIP: '' }],
+    'go-cni field names',
+  );
   const cases: [string, JsonObject][] = [
     ['markMasqBit and externalSetMarkChain', pm([], { markMasqBit: 14, externalSetMarkChain: 'KUBE-MARK-MASQ' })],
     ['markMasqBit 32', pm([], { markMasqBit: 32 })],
