@@ -19,49 +19,14 @@ import { labDataDir, labRunDir, repoRoot } from '../../lab/paths.js';
 import Docker from 'dockerode';
 import { containerdPaths } from '../../lab/machines/containerd.js';
 import { dockerdPaths } from '../../lab/machines/dockerd.js';
-import { controlPlanePaths } from '../../lab/machines/control-plane.js';
 import { agentPaths } from '../../lab/machines/agent.js';
 import { labNode, type RuntimeKind } from '../../lab/machines/layout.js';
+import { getJson, kubectl, lab, until } from '../helpers/lab.js';
 
-const labScript = join(repoRoot, 'scripts/lab');
 const agentBundle = join(repoRoot, 'dist', 'knode-agent.mjs');
-
-function lab(args: string[], timeoutMs = 180_000): Promise<ExecResult> {
-  return execFile(labScript, args, { allowFailure: true, timeoutMs });
-}
-
-function kubectl(args: string[], input?: string): Promise<ExecResult> {
-  return execFile('kubectl', args, {
-    allowFailure: true,
-    timeoutMs: 30_000,
-    env: { ...process.env, KUBECONFIG: controlPlanePaths.adminKubeconfig },
-    ...(input !== undefined ? { input } : {}),
-  });
-}
-
-async function getJson<T>(args: string[]): Promise<T> {
-  const r = await kubectl([...args, '-o', 'json']);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
 
 const pods = async (selector = 'app=web'): Promise<V1Pod[]> => (await getJson<{ items: V1Pod[] }>(['get', 'pods', '-l', selector])).items;
 const nodes = async (): Promise<V1Node[]> => (await getJson<{ items: V1Node[] }>(['get', 'nodes'])).items;
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 500): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr !== undefined ? ` (last error: ${String(lastErr)})` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
 
 const isReady = (p: V1Pod): boolean => p.status?.phase === 'Running' && (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 const live = (ps: V1Pod[]): V1Pod[] => ps.filter((p) => p.metadata?.deletionTimestamp === undefined);

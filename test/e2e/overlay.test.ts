@@ -10,48 +10,14 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { execFile, type ExecResult } from '../../lib/exec.js';
-import { labDataDir, labRunDir, repoRoot } from '../../lab/paths.js';
+import { labDataDir, labRunDir } from '../../lab/paths.js';
 import { containerdPaths, renderContainerdConfig } from '../../lab/machines/containerd.js';
-import { controlPlanePaths } from '../../lab/machines/control-plane.js';
 import { agentPaths } from '../../lab/machines/agent.js';
 import { labCniBinDir, labCniPlugins } from '../../lab/machines/cni-plugins.js';
 import { labNode } from '../../lab/machines/layout.js';
+import { getJson, kubectl, lab as labCmd, until } from '../helpers/lab.js';
 
-const labScript = join(repoRoot, 'scripts/lab');
-
-function lab(args: string[], timeoutMs = 240_000): Promise<ExecResult> {
-  return execFile(labScript, args, { allowFailure: true, timeoutMs });
-}
-
-function kubectl(args: string[], input?: string): Promise<ExecResult> {
-  return execFile('kubectl', args, {
-    allowFailure: true,
-    timeoutMs: 30_000,
-    env: { ...process.env, KUBECONFIG: controlPlanePaths.adminKubeconfig },
-    ...(input !== undefined ? { input } : {}),
-  });
-}
-
-async function getJson<T>(args: string[]): Promise<T> {
-  const r = await kubectl([...args, '-o', 'json']);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 500): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr !== undefined ? ` (last error: ${String(lastErr)})` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+const lab = (args: string[], timeoutMs = 240_000): ReturnType<typeof labCmd> => labCmd(args, timeoutMs);
 
 function inNode(node: string, cmd: string[]): Promise<ExecResult> {
   return lab(['exec', node, '--', ...cmd], 30_000);
