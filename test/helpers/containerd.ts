@@ -21,25 +21,15 @@ import { basename, join } from 'node:path';
 import { errnoCode } from '../../lib/errors.js';
 import { execFile, type ExecResult } from '../../lib/exec.js';
 import { imageArchive, imageRefs, type ImageName } from '../../lab/paths.js';
+import { until } from './poll.js';
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `fn` until it returns something other than undefined (errors count as "not yet"). */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last !== undefined ? `: ${String(last)}` : ''}`);
+/** Polls `fn` every 100 ms until it returns something other than undefined (errors count as "not yet"). */
+export function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  return until(what, fn, timeoutMs, 100);
 }
 
 export interface ProcInfo {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { execFile, type ExecResult } from '../../lib/exec.js';
 import { repoRoot } from '../../lab/paths.js';
 import { controlPlanePaths } from '../../lab/machines/control-plane.js';
+export { until } from './poll.js';
 
 export const labScript = join(repoRoot, 'scripts/lab');
 
@@ -29,18 +30,3 @@ export async function getJson<T>(args: string[]): Promise<T> {
   return JSON.parse(r.stdout) as T;
 }
 
-/** Polls `fn` until it returns something other than undefined; errors count as "not yet". */
-export async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 500): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr !== undefined ? ` (last error: ${String(lastErr)})` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}

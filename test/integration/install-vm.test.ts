@@ -16,10 +16,10 @@
 import t from 'tap';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createDebianRoot, run } from '../helpers/debian-root.js';
+import { freePort } from '../helpers/poll.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
@@ -32,17 +32,6 @@ const GUEST_APISERVER = '10.0.2.100';
 const KERNEL_PACKAGES = ['linux-image-amd64', 'initramfs-tools', 'systemd-sysv', 'udev', 'kmod', 'iproute2'];
 const KERNEL_CACHE = `/var/cache/knode/vm-root-bookworm-${KERNEL_PACKAGES.join('+')}.tar`;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function stop(child: ChildProcess | undefined): Promise<void> {
   if (child === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();

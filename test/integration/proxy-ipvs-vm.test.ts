@@ -24,13 +24,13 @@ import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node';
 import { buildInitramfs, debianKernel } from '../vm/initramfs.js';
 import { SerialVm } from '../vm/qemu.js';
+import { freePort, until as pollUntil } from '../helpers/poll.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const kernel = debianKernel();
@@ -49,30 +49,10 @@ const skip =
             ? 'dist/knode-proxy.mjs or dist/knode-lab.mjs is missing (npm run build)'
             : false;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
+/** test/helpers/poll.ts's until, timeout first (the VM's waits read better so). */
+function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
+  return pollUntil(what, fn, timeoutMs);
 }
 
 function slice(name: string, ips: string[]): V1EndpointSlice {

@@ -7,7 +7,6 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +18,7 @@ import { execFile } from '../../lib/exec.js';
 import { createTopology, type Topology } from '../../proxy/testing/topology.js';
 import { parseProxyArgs } from '../../proxy/config.js';
 import { Proxier, cleanupAll } from '../../proxy/proxier.js';
+import { freePort, until } from '../helpers/poll.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
@@ -33,19 +33,8 @@ function capture(): { lines: string[]; logger: Logger } {
   return { lines, logger: createLogger({ component: 'test', level: 'debug', write: (l) => lines.push(l) }) };
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  return until(what, fn, timeoutMs, 100);
 }
 
 async function hits(topo: Topology, url: string, n: number): Promise<Map<string, number>> {
@@ -73,13 +62,6 @@ function slice(name: string, svc: string, ips: string[]): V1EndpointSlice {
 }
 
 /** A free loopback port (the OS picks it, then it is handed over). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 async function natSave(topo: Topology): Promise<string> {
   return (await topo.exec('node', 'iptables-save', ['-t', 'nat'])).stdout;
