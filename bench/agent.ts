@@ -105,7 +105,7 @@ async function sandboxCount(cri: CriRuntime): Promise<number> {
 
 // ---- the agent path ----------------------------------------------------------
 
-async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: number): Promise<{ latencies: number[]; rssMB: number; hwmMB: number }> {
+async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: number): Promise<{ latencies: number[]; rssMB: number; hwmMB: number; afterMB: number }> {
   const controller = new AbortController();
   const created = new Map<string, number>();
   const running = new Map<string, number>();
@@ -142,7 +142,7 @@ async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: 
     const mem = memory(agentPid());
     await Promise.all(names.map((name) => kube.core.deleteNamespacedPod({ name, namespace: 'default', gracePeriodSeconds: 0 }).catch(() => undefined)));
     await until('the agent removed every sandbox', async () => ((await sandboxCount(cri)) === 0 ? true : undefined), 180_000);
-    return { latencies, ...mem };
+    return { latencies, ...mem, afterMB: memory(agentPid()).rssMB };
   } finally {
     controller.abort();
     await informer.done;
@@ -188,6 +188,7 @@ async function main(): Promise<void> {
   const rounds = Number(values.rounds);
   if (process.getuid?.() !== 0) throw new Error('bench-agent needs root (the lab)');
 
+  console.log(`load average at the start: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   await lab(['down']);
   let cri: CriRuntime | undefined;
   try {
@@ -210,6 +211,7 @@ async function main(): Promise<void> {
     const agent: number[] = [];
     const floor: number[] = [];
     const perRound: string[] = [];
+    const rss: string[] = [];
     let at30 = { rssMB: 0, hwmMB: 0 };
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? (['agent', 'floor'] as const) : (['floor', 'agent'] as const);
@@ -219,6 +221,7 @@ async function main(): Promise<void> {
           const b = await agentBatch(kube, cri, `bench-${r}-`, n);
           got.agent = b.latencies;
           at30 = { rssMB: Math.max(at30.rssMB, b.rssMB), hwmMB: Math.max(at30.hwmMB, b.hwmMB) };
+          rss.push(`round ${r + 1}: VmRSS ${b.rssMB.toFixed(1)} MB with ${n} pods Running, ${b.afterMB.toFixed(1)} MB once they are gone`);
         } else {
           got.floor = await floorBatch(cri, `bench-floor-${r}-`, n, memoryCapacity);
           await until('the floor sandboxes removed', async () => ((await sandboxCount(cri!)) === 0 ? true : undefined), 60_000);
@@ -248,6 +251,8 @@ async function main(): Promise<void> {
     console.log(`| VmRSS, 0 pods (after warm-up) | ${idle.rssMB.toFixed(1)} |`);
     console.log(`| VmRSS, ${n} pods Running (max over rounds) | ${at30.rssMB.toFixed(1)} |`);
     console.log(`| VmHWM (peak) at the end | ${at30.hwmMB.toFixed(1)} |`);
+    console.log('');
+    for (const line of rss) console.log(line);
     console.log(`\nload average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   } finally {
     cri?.close();

@@ -22,6 +22,8 @@ import { terminate } from './proc.js';
 export interface AgentPaths {
   rootDir: string;
   podLogsDir: string;
+  /** --pod-manifest-path: static pod manifests of the node. */
+  manifestsDir: string;
   pidFile: string;
   log: string;
 }
@@ -30,6 +32,7 @@ export function agentPaths(node: LabNode): AgentPaths {
   return {
     rootDir: join(node.dataDir, 'agent'),
     podLogsDir: join(node.dataDir, 'pod-logs'),
+    manifestsDir: join(node.dataDir, 'manifests'),
     pidFile: join(node.runDir, 'agent.pid'),
     log: join(node.runDir, 'agent.log'),
   };
@@ -46,6 +49,7 @@ export function agentArgs(node: LabNode): string[] {
     '--container-runtime-endpoint', `unix://${containerdPaths(node).socket}`,
     '--root-dir', p.rootDir,
     '--pod-logs-dir', p.podLogsDir,
+    '--pod-manifest-path', p.manifestsDir,
     '--cni-conf-dir', containerdPaths(node).cniConfDir,
     '--cgroup-root', labCgroupParent(node),
   ];
@@ -63,6 +67,7 @@ export function agentPid(node: LabNode): Promise<number | undefined> {
 /** Starts the node's agent unless it runs; returns its pid and whether it was started. */
 export async function ensureAgent(node: LabNode): Promise<{ pid: number; started: boolean }> {
   await mkdir(agentPaths(node).rootDir, { recursive: true });
+  await mkdir(agentPaths(node).manifestsDir, { recursive: true });
   return ensureNodeDaemon(agentDaemon(node));
 }
 
