@@ -21,7 +21,8 @@
  * - The lab: `scripts/lab down; scripts/lab up --nodes 1 --runtime containerd` at the start and
  *   `scripts/lab down` at the end (also on failure). Run it under the lab lock.
  *
- * Usage (root): flock /run/knode-lab.lock scripts/bench-agent [--pods 30] [--rounds 3]
+ * Usage (root): flock /run/knode-lab.lock scripts/bench-agent [--pods 30] [--rounds 3] [--trace-gc]
+ * (--trace-gc: the agent runs with node --trace-gc; each round prints its last full GC.)
  */
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -72,14 +73,20 @@ function agentPid(): number {
   return Number(readFileSync(agentPaths(node).pidFile, 'utf8').trim());
 }
 
+/** The agent log's last Mark-Compact line (--trace-gc): live heap before → after, MB. */
+function lastMarkCompact(): string {
+  const lines = readFileSync(agentPaths(node).log, 'utf8').split('\n').filter((l) => l.includes('Mark-Compact'));
+  return /Mark-Compact[^,]*/.exec(lines.at(-1) ?? '')?.[0] ?? 'none yet';
+}
+
 function memory(pid: number): { rssMB: number; hwmMB: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { rssMB: kb('VmRSS') / 1024, hwmMB: kb('VmHWM') / 1024 };
 }
 
-async function lab(args: string[]): Promise<void> {
-  const r = await execFile(join(repoRoot, 'scripts/lab'), args, { allowFailure: true, timeoutMs: 300_000 });
+async function lab(args: string[], env?: NodeJS.ProcessEnv): Promise<void> {
+  const r = await execFile(join(repoRoot, 'scripts/lab'), args, { allowFailure: true, timeoutMs: 300_000, ...(env !== undefined ? { env } : {}) });
   if (r.code !== 0) throw new Error(`scripts/lab ${args.join(' ')} failed: ${r.stderr.slice(-2000)}`);
 }
 
@@ -183,7 +190,8 @@ async function floorBatch(cri: CriRuntime, prefix: string, n: number, memoryCapa
 // ---- main ---------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { pods: { type: 'string', default: '30' }, rounds: { type: 'string', default: '3' } } });
+  const { values } = parseArgs({ options: { pods: { type: 'string', default: '30' }, rounds: { type: 'string', default: '3' }, 'trace-gc': { type: 'boolean', default: false } } });
+  const traceGc = values['trace-gc'];
   const n = Number(values.pods);
   const rounds = Number(values.rounds);
   if (process.getuid?.() !== 0) throw new Error('bench-agent needs root (the lab)');
@@ -192,7 +200,8 @@ async function main(): Promise<void> {
   await lab(['down']);
   let cri: CriRuntime | undefined;
   try {
-    await lab(['up', '--nodes', '1', '--runtime', 'containerd']);
+    // --trace-gc: the lab's node programs (the agent among them) print their GCs to their logs.
+    await lab(['up', '--nodes', '1', '--runtime', 'containerd'], traceGc ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --trace-gc`.trim() } : undefined);
     const kube = createKubeClient(controlPlanePaths.adminKubeconfig);
     await until(`${nodeName} Ready`, async () => {
       const nd = await kube.core.readNode({ name: nodeName });
@@ -221,7 +230,7 @@ async function main(): Promise<void> {
           const b = await agentBatch(kube, cri, `bench-${r}-`, n);
           got.agent = b.latencies;
           at30 = { rssMB: Math.max(at30.rssMB, b.rssMB), hwmMB: Math.max(at30.hwmMB, b.hwmMB) };
-          rss.push(`round ${r + 1}: VmRSS ${b.rssMB.toFixed(1)} MB with ${n} pods Running, ${b.afterMB.toFixed(1)} MB once they are gone`);
+          rss.push(`round ${r + 1}: VmRSS ${b.rssMB.toFixed(1)} MB with ${n} pods Running, ${b.afterMB.toFixed(1)} MB once they are gone${traceGc ? `; last full GC: ${lastMarkCompact()}` : ''}`);
         } else {
           got.floor = await floorBatch(cri, `bench-floor-${r}-`, n, memoryCapacity);
           await until('the floor sandboxes removed', async () => ((await sandboxCount(cri!)) === 0 ? true : undefined), 60_000);
