@@ -21,8 +21,8 @@
  * - The lab: `scripts/lab down; scripts/lab up --nodes 1 --runtime containerd` at the start and
  *   `scripts/lab down` at the end (also on failure). Run it under the lab lock.
  *
- * Usage (root): flock /run/knode-lab.lock scripts/bench-agent [--pods 30] [--rounds 3] [--trace-gc]
- * (--trace-gc: the agent runs with node --trace-gc; each round prints its last full GC.)
+ * Usage (root): flock /run/knode-lab.lock scripts/bench-agent [--pods 30] [--rounds 3] [--node-options=--max-old-space-size=64]
+ * (--node-options: NODE_OPTIONS for the lab's programs, the agent among them.)
  */
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -71,12 +71,6 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 
 function agentPid(): number {
   return Number(readFileSync(agentPaths(node).pidFile, 'utf8').trim());
-}
-
-/** The agent log's last Mark-Compact line (--trace-gc): live heap before → after, MB. */
-function lastMarkCompact(): string {
-  const lines = readFileSync(agentPaths(node).log, 'utf8').split('\n').filter((l) => l.includes('Mark-Compact'));
-  return /Mark-Compact[^,]*/.exec(lines.at(-1) ?? '')?.[0] ?? 'none yet';
 }
 
 function memory(pid: number): { rssMB: number; hwmMB: number } {
@@ -190,8 +184,8 @@ async function floorBatch(cri: CriRuntime, prefix: string, n: number, memoryCapa
 // ---- main ---------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { pods: { type: 'string', default: '30' }, rounds: { type: 'string', default: '3' }, 'trace-gc': { type: 'boolean', default: false } } });
-  const traceGc = values['trace-gc'];
+  const { values } = parseArgs({ options: { pods: { type: 'string', default: '30' }, rounds: { type: 'string', default: '3' }, 'node-options': { type: 'string' } } });
+  const nodeOptions = values['node-options'];
   const n = Number(values.pods);
   const rounds = Number(values.rounds);
   if (process.getuid?.() !== 0) throw new Error('bench-agent needs root (the lab)');
@@ -200,8 +194,9 @@ async function main(): Promise<void> {
   await lab(['down']);
   let cri: CriRuntime | undefined;
   try {
-    // --trace-gc: the lab's node programs (the agent among them) print their GCs to their logs.
-    await lab(['up', '--nodes', '1', '--runtime', 'containerd'], traceGc ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --trace-gc`.trim() } : undefined);
+    // --node-options: NODE_OPTIONS for the lab's node programs (the agent among them), e.g. a heap cap.
+    await lab(['up', '--nodes', '1', '--runtime', 'containerd'], nodeOptions !== undefined ? { ...process.env, NODE_OPTIONS: nodeOptions } : undefined);
+    if (nodeOptions !== undefined) console.log(`the lab runs with NODE_OPTIONS=${nodeOptions}`);
     const kube = createKubeClient(controlPlanePaths.adminKubeconfig);
     await until(`${nodeName} Ready`, async () => {
       const nd = await kube.core.readNode({ name: nodeName });
@@ -230,7 +225,7 @@ async function main(): Promise<void> {
           const b = await agentBatch(kube, cri, `bench-${r}-`, n);
           got.agent = b.latencies;
           at30 = { rssMB: Math.max(at30.rssMB, b.rssMB), hwmMB: Math.max(at30.hwmMB, b.hwmMB) };
-          rss.push(`round ${r + 1}: VmRSS ${b.rssMB.toFixed(1)} MB with ${n} pods Running, ${b.afterMB.toFixed(1)} MB once they are gone${traceGc ? `; last full GC: ${lastMarkCompact()}` : ''}`);
+          rss.push(`round ${r + 1}: VmRSS ${b.rssMB.toFixed(1)} MB with ${n} pods Running, ${b.afterMB.toFixed(1)} MB once they are gone`);
         } else {
           got.floor = await floorBatch(cri, `bench-floor-${r}-`, n, memoryCapacity);
           await until('the floor sandboxes removed', async () => ((await sandboxCount(cri!)) === 0 ? true : undefined), 60_000);
