@@ -10,6 +10,8 @@
  *          agent renders (agent/pods/config.ts: same labels, log dirs, DNS, cgroup parent,
  *          resources), the same image (pre-pulled, knode.local/app:1.0) and the same CNI
  *          (the lab node's conflist). Latency = from the first call to StartContainer's answer.
+ *   CPU    CPU seconds of the agent (or the bench process, for the floor) and of containerd from
+ *          the first create to the last pod Running (/proc/<pid>/stat): where the time goes.
  *   RSS    the agent's VmRSS (/proc/<pid>/status) with 0 pods (after a warm-up pod came and
  *          went) and with the 30 pods Running; VmHWM (its peak) too.
  *
@@ -73,6 +75,16 @@ function agentPid(): number {
   return Number(readFileSync(agentPaths(node).pidFile, 'utf8').trim());
 }
 
+/** CPU seconds (user + system, its waited-for children included: CNI plugins) a process has used so far (/proc/<pid>/stat, 100 ticks/s). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / 100;
+}
+
+function containerdPid(): number {
+  return Number(readFileSync(containerdPaths(node).pidFile, 'utf8').trim());
+}
+
 function memory(pid: number): { rssMB: number; hwmMB: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
@@ -106,7 +118,8 @@ async function sandboxCount(cri: CriRuntime): Promise<number> {
 
 // ---- the agent path ----------------------------------------------------------
 
-async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: number): Promise<{ latencies: number[]; rssMB: number; hwmMB: number; afterMB: number }> {
+async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: number): Promise<{ latencies: number[]; rssMB: number; hwmMB: number; afterMB: number; agentCpu: number; containerdCpu: number }> {
+  const cpu0 = { agent: cpuSeconds(agentPid()), containerd: cpuSeconds(containerdPid()) };
   const controller = new AbortController();
   const created = new Map<string, number>();
   const running = new Map<string, number>();
@@ -139,11 +152,13 @@ async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: 
     );
     await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${running.size}/${n} pods Running after 180 s`)), 180_000))]);
     const latencies = names.map((name) => running.get(name)! - created.get(name)!);
+    const agentCpu = cpuSeconds(agentPid()) - cpu0.agent;
+    const containerdCpu = cpuSeconds(containerdPid()) - cpu0.containerd;
     await new Promise((r) => setTimeout(r, 1000)); // let the last status writes settle
     const mem = memory(agentPid());
     await Promise.all(names.map((name) => kube.core.deleteNamespacedPod({ name, namespace: 'default', gracePeriodSeconds: 0 }).catch(() => undefined)));
     await until('the agent removed every sandbox', async () => ((await sandboxCount(cri)) === 0 ? true : undefined), 180_000);
-    return { latencies, ...mem, afterMB: memory(agentPid()).rssMB };
+    return { latencies, ...mem, afterMB: memory(agentPid()).rssMB, agentCpu, containerdCpu };
   } finally {
     controller.abort();
     await informer.done;
@@ -152,7 +167,8 @@ async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: 
 
 // ---- the floor: CRI straight from this process ---------------------------------------
 
-async function floorBatch(cri: CriRuntime, prefix: string, n: number, memoryCapacity: number): Promise<number[]> {
+async function floorBatch(cri: CriRuntime, prefix: string, n: number, memoryCapacity: number): Promise<{ latencies: number[]; benchCpu: number; containerdCpu: number }> {
+  const cpu0 = { bench: process.cpuUsage(), containerd: cpuSeconds(containerdPid()) };
   const sandboxOptions = { podLogsRoot: agentPaths(node).podLogsDir, clusterDNS: ['10.96.0.10'], clusterDomain: 'cluster.local', cgroupParent: labCgroupParent(node) };
   const ids: string[] = [];
   const one = async (i: number): Promise<number> => {
@@ -172,7 +188,9 @@ async function floorBatch(cri: CriRuntime, prefix: string, n: number, memoryCapa
     return performance.now() - t0;
   };
   try {
-    return await Promise.all(Array.from({ length: n }, (_, i) => one(i)));
+    const latencies = await Promise.all(Array.from({ length: n }, (_, i) => one(i)));
+    const b = process.cpuUsage(cpu0.bench);
+    return { latencies, benchCpu: (b.user + b.system) / 1e6, containerdCpu: cpuSeconds(containerdPid()) - cpu0.containerd };
   } finally {
     for (const id of ids) {
       await cri.stopPodSandbox(id).catch(() => undefined);
@@ -216,6 +234,7 @@ async function main(): Promise<void> {
     const floor: number[] = [];
     const perRound: string[] = [];
     const rss: string[] = [];
+    const cpu: string[] = [];
     let at30 = { rssMB: 0, hwmMB: 0 };
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? (['agent', 'floor'] as const) : (['floor', 'agent'] as const);
@@ -225,9 +244,12 @@ async function main(): Promise<void> {
           const b = await agentBatch(kube, cri, `bench-${r}-`, n);
           got.agent = b.latencies;
           at30 = { rssMB: Math.max(at30.rssMB, b.rssMB), hwmMB: Math.max(at30.hwmMB, b.hwmMB) };
+          cpu.push(`round ${r + 1} agent: CPU until all Running: knode-agent ${b.agentCpu.toFixed(2)} s, containerd ${b.containerdCpu.toFixed(2)} s`);
           rss.push(`round ${r + 1}: VmRSS ${b.rssMB.toFixed(1)} MB with ${n} pods Running, ${b.afterMB.toFixed(1)} MB once they are gone`);
         } else {
-          got.floor = await floorBatch(cri, `bench-floor-${r}-`, n, memoryCapacity);
+          const fb = await floorBatch(cri, `bench-floor-${r}-`, n, memoryCapacity);
+          got.floor = fb.latencies;
+          cpu.push(`round ${r + 1} floor: CPU until all started: bench process ${fb.benchCpu.toFixed(2)} s, containerd ${fb.containerdCpu.toFixed(2)} s`);
           await until('the floor sandboxes removed', async () => ((await sandboxCount(cri!)) === 0 ? true : undefined), 60_000);
         }
         await new Promise((res) => setTimeout(res, 2000));
@@ -250,6 +272,8 @@ async function main(): Promise<void> {
     console.log(row('knode-agent: create → Running (watch)', a));
     console.log('');
     for (const line of perRound) console.log(line);
+    console.log('');
+    for (const line of cpu) console.log(line);
     console.log('\n| knode-agent memory | MB |');
     console.log('|---|---:|');
     console.log(`| VmRSS, 0 pods (after warm-up) | ${idle.rssMB.toFixed(1)} |`);
