@@ -10,6 +10,8 @@
  * - Pods with a deletionTimestamp (or gone from the apiserver) are terminated;
  *   on success the agent makes the final delete (gracePeriodSeconds=0 and a uid
  *   precondition), as upstream's status manager does.
+ * - Static pods from --pod-manifest-path (agent/pods/static) are a second pod
+ *   source; mirror pods from the informer go to it instead of the workers.
  * - After the first pod list, sandboxes of pods the apiserver no longer has
  *   (deleted while the agent was down) are removed.
  * - SIGTERM / SIGINT: stop the informers, workers and node loops; pods keep
@@ -34,6 +36,7 @@ import type { EventRecorder, ObjectLookup, PodSource, PodStatusSink } from './po
 import { podKey } from './pods/types.js';
 import { systemMounter } from './pods/volumes.js';
 import { PodWorkers } from './pods/workers.js';
+import { startStaticPods } from './pods/static/index.js';
 
 /** Parses resolv.conf text into the host's DNS config (for dnsPolicy Default). Pure. */
 export function parseResolvConf(text: string): DnsConfig {
@@ -204,6 +207,17 @@ async function main(argv: string[]): Promise<number> {
   const lookup = apiLookup(kube);
   const statusSink = apiStatusSink(kube, log.child({ part: 'status' }));
   const recorder: EventRecorder = node.recorder;
+  // Static pods (--pod-manifest-path): a second pod source; their statuses go to their mirror pods.
+  const staticPods = startStaticPods({
+    manifestDir: config.podManifestPath,
+    nodeName: config.nodeName,
+    core: kube.core,
+    statusSink,
+    recorder,
+    nodeUid: () => node.stats().nodeUid,
+    signal,
+    logger: log.child({ part: 'static-pods' }),
+  });
   const workers = new PodWorkers({
     runtime,
     runtimeName: config.containerRuntime === 'docker' ? 'docker' : 'containerd',
@@ -218,7 +232,7 @@ async function main(argv: string[]): Promise<number> {
     memoryCapacity: machine.memoryBytes,
     lookup,
     recorder,
-    statusSink,
+    statusSink: staticPods.statusSink,
     mounter: systemMounter,
     logger: log.child({ part: 'pods' }),
   });
@@ -267,13 +281,16 @@ async function main(argv: string[]): Promise<number> {
         fieldSelector: `spec.nodeName=${config.nodeName}`,
         signal,
         logger: log.child({ part: 'pod-informer' }),
-        onAdd: (pod) => handlers.onUpdate(pod),
-        onUpdate: (_old, pod) => handlers.onUpdate(pod),
-        onDelete: (pod) => handlers.onDelete(pod),
+        // Mirror pods are the static pods' business, never run.
+        onAdd: (pod) => void (staticPods.observeApiPod(pod, false) || handlers.onUpdate(pod)),
+        onUpdate: (_old, pod) => void (staticPods.observeApiPod(pod, false) || handlers.onUpdate(pod)),
+        onDelete: (pod) => void (staticPods.observeApiPod(pod, true) || handlers.onDelete(pod)),
       });
       void informer.synced.then(async () => {
         if (signal.aborted) return;
-        const keep = new Set(informer.list().map((p) => p.metadata?.uid ?? ''));
+        staticPods.apiSynced();
+        await staticPods.ready;
+        const keep = new Set([...informer.list().map((p) => p.metadata?.uid ?? ''), ...staticPods.uids()]);
         try {
           const removed = await workers.removeOrphans(keep);
           if (removed.length > 0) log.info('removed sandboxes of pods deleted while the agent was away', { sandboxes: removed });
@@ -295,9 +312,11 @@ async function main(argv: string[]): Promise<number> {
     },
   });
 
+  workers.attach(staticPods.source);
+
   await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
   notifySystemd(log, { STOPPING: 1 });
-  await informerDone;
+  await Promise.all([informerDone, staticPods.done]);
   await workers.stop();
   await Promise.all([node.stop(), network.done]);
   runtime.close();

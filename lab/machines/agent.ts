@@ -37,6 +37,8 @@ export const defaultLabOverlay: OverlayBackendName = 'vxlan';
 export interface AgentPaths {
   rootDir: string;
   podLogsDir: string;
+  /** --pod-manifest-path: static pod manifests of the node. */
+  manifestsDir: string;
   pidFile: string;
   log: string;
   /** flannel's subnet.env of this node. */
@@ -47,6 +49,7 @@ export function agentPaths(node: LabNode): AgentPaths {
   return {
     rootDir: join(node.dataDir, 'agent'),
     podLogsDir: join(node.dataDir, 'pod-logs'),
+    manifestsDir: join(node.dataDir, 'manifests'),
     pidFile: join(node.runDir, 'agent.pid'),
     log: join(node.runDir, 'agent.log'),
     subnetFile: join(node.runDir, 'flannel', 'subnet.env'),
@@ -77,6 +80,7 @@ export function agentArgs(node: LabNode, runtime: RuntimeKind = 'containerd', ov
     ...runtimeArgs(node, runtime),
     '--root-dir', p.rootDir,
     '--pod-logs-dir', p.podLogsDir,
+    '--pod-manifest-path', p.manifestsDir,
     // The same dir on either runtime (containerd's CRI reads its conflist there).
     '--cni-conf-dir', containerdPaths(node).cniConfDir,
     '--cgroup-root', labCgroupParent(node),
@@ -98,6 +102,7 @@ export function agentPid(node: LabNode): Promise<number | undefined> {
 /** Starts the node's agent unless it runs; returns its pid and whether it was started. */
 export async function ensureAgent(node: LabNode, runtime: RuntimeKind = 'containerd', overlay: OverlayBackendName = defaultLabOverlay): Promise<{ pid: number; started: boolean }> {
   await mkdir(agentPaths(node).rootDir, { recursive: true });
+  await mkdir(agentPaths(node).manifestsDir, { recursive: true });
   // With Docker the agent runs the CNI plugins itself: knode's, as containerd nodes do.
   if (runtime === 'docker') await ensureLabCniPlugins();
   return ensureNodeDaemon(agentDaemon(node, runtime, overlay));
