@@ -32,6 +32,7 @@ import type { EventRecorder, ObjectLookup, PodSource, PodStatusSink } from './po
 import { podKey } from './pods/types.js';
 import { systemMounter } from './pods/volumes.js';
 import { PodWorkers } from './pods/workers.js';
+import { apiReviewer, cachingReviewer, loadServingCert, startKubeletServer, type KubeletServer } from './server/index.js';
 
 /** Parses resolv.conf text into the host's DNS config (for dnsPolicy Default). Pure. */
 export function parseResolvConf(text: string): DnsConfig {
@@ -240,6 +241,7 @@ async function main(argv: string[]): Promise<number> {
   };
 
   let informerDone: Promise<void> = Promise.resolve();
+  let podList: () => V1Pod[] = () => [];
   const source: PodSource = {
     subscribe(handlers) {
       const informer = startInformer<V1Pod>({
@@ -262,6 +264,7 @@ async function main(argv: string[]): Promise<number> {
         }
       });
       informerDone = informer.done;
+      podList = () => informer.list();
       return () => controller.abort();
     },
   };
@@ -275,7 +278,29 @@ async function main(argv: string[]): Promise<number> {
     },
   });
 
+  let server: KubeletServer | undefined;
+  try {
+    const tls = await loadServingCert({ certFile: config.tlsCertFile, keyFile: config.tlsPrivateKeyFile, rootDir: config.rootDir, nodeName: config.nodeName, addresses: hostIPs });
+    server = await startKubeletServer({
+      nodeName: config.nodeName,
+      address: config.address,
+      port: config.port,
+      healthzAddress: config.healthzBindAddress,
+      healthzPort: config.healthzPort,
+      tls,
+      clientCA: config.clientCAFile === undefined ? undefined : await readFile(config.clientCAFile, 'utf8'),
+      reviewer: cachingReviewer(apiReviewer(kube.kc)),
+      runtime,
+      pods: () => podList(),
+      logger: log.child({ part: 'server' }),
+    });
+  } catch (err) {
+    // Pods keep being run without the server (as the kubelet does when its port is taken, it is an error worth a loud log).
+    log.error('kubelet server not started', { err: errorMessage(err) });
+  }
+
   await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+  await server?.stop();
   await informerDone;
   await workers.stop();
   await Promise.all([node.stop(), network.done]);

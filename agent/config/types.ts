@@ -45,6 +45,16 @@ export interface AgentConfig {
   cniConfDir: string;
   /** --pod-logs-dir (KubeletConfiguration podLogsDir): root of the pods' log dirs. */
   podLogsDir: string;
+  /** The kubelet server (agent/server): --address/--port (HTTPS), --healthz-bind-address/--healthz-port (HTTP); port 0 = off. */
+  address: string;
+  port: number;
+  healthzBindAddress: string;
+  healthzPort: number;
+  /** --tls-cert-file/--tls-private-key-file: the serving certificate; unset = self-signed, made at start in <root-dir>/pki. */
+  tlsCertFile: string | undefined;
+  tlsPrivateKeyFile: string | undefined;
+  /** --client-ca-file: client certificates signed by this CA authenticate (unset: bearer tokens only). */
+  clientCAFile: string | undefined;
 }
 
 export const defaultConfig = {
@@ -59,6 +69,10 @@ export const defaultConfig = {
   logLevel: 'info',
   cniConfDir: '/etc/cni/net.d',
   podLogsDir: '/var/log/pods',
+  address: '0.0.0.0',
+  port: 10250,
+  healthzBindAddress: '127.0.0.1',
+  healthzPort: 10248,
 } as const satisfies Partial<AgentConfig>;
 
 /** Renew interval of the node Lease: a quarter of its duration, as upstream (10 s for 40 s). */

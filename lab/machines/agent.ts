@@ -12,6 +12,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ensureServingCertIn } from '../apiserver/pki.js';
 import { repoRoot } from '../paths.js';
 import { containerdPaths } from './containerd.js';
 import { controlPlanePaths } from './control-plane.js';
@@ -24,6 +25,9 @@ export interface AgentPaths {
   podLogsDir: string;
   pidFile: string;
   log: string;
+  /** The kubelet server's certificate, signed by the lab CA (so the apiserver, kubectl and tests can verify it). */
+  servingCert: string;
+  servingKey: string;
 }
 
 export function agentPaths(node: LabNode): AgentPaths {
@@ -32,6 +36,8 @@ export function agentPaths(node: LabNode): AgentPaths {
     podLogsDir: join(node.dataDir, 'pod-logs'),
     pidFile: join(node.runDir, 'agent.pid'),
     log: join(node.runDir, 'agent.log'),
+    servingCert: join(controlPlanePaths.dataDir, 'pki', `kubelet-${node.name}.crt`),
+    servingKey: join(controlPlanePaths.dataDir, 'pki', `kubelet-${node.name}.key`),
   };
 }
 
@@ -48,6 +54,9 @@ export function agentArgs(node: LabNode): string[] {
     '--pod-logs-dir', p.podLogsDir,
     '--cni-conf-dir', containerdPaths(node).cniConfDir,
     '--cgroup-root', labCgroupParent(node),
+    '--tls-cert-file', p.servingCert,
+    '--tls-private-key-file', p.servingKey,
+    '--client-ca-file', controlPlanePaths.caCert,
   ];
 }
 
@@ -63,6 +72,7 @@ export function agentPid(node: LabNode): Promise<number | undefined> {
 /** Starts the node's agent unless it runs; returns its pid and whether it was started. */
 export async function ensureAgent(node: LabNode): Promise<{ pid: number; started: boolean }> {
   await mkdir(agentPaths(node).rootDir, { recursive: true });
+  await ensureServingCertIn(join(controlPlanePaths.dataDir, 'pki'), `kubelet-${node.name}`, `system:node:${node.name}`, [node.name, node.address]);
   return ensureNodeDaemon(agentDaemon(node));
 }
 
