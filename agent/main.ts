@@ -284,9 +284,9 @@ async function main(argv: string[]): Promise<number> {
     server = await startKubeletServer({
       nodeName: config.nodeName,
       address: config.address,
-      port: config.port,
+      port: config.port === 0 ? undefined : config.port,
       healthzAddress: config.healthzBindAddress,
-      healthzPort: config.healthzPort,
+      healthzPort: config.healthzPort === 0 ? undefined : config.healthzPort,
       tls,
       clientCA: config.clientCAFile === undefined ? undefined : await readFile(config.clientCAFile, 'utf8'),
       reviewer: cachingReviewer(apiReviewer(kube.kc)),

@@ -35,11 +35,11 @@ import { parseStreamRequest, proxyToRuntime, rejectUpgrade, unsupportedUpgrade, 
 export interface KubeletServerOptions {
   nodeName: string;
   address: string;
-  /** 0 = no HTTPS server. */
-  port: number;
+  /** undefined = no HTTPS server; 0 = any free port. */
+  port: number | undefined;
   healthzAddress: string;
-  /** 0 = no healthz server. */
-  healthzPort: number;
+  /** undefined = no healthz server; 0 = any free port. */
+  healthzPort: number | undefined;
   tls: { cert: string; key: string };
   /** PEM of the CA whose client certificates authenticate; undefined = tokens only. */
   clientCA: string | undefined;
@@ -329,7 +329,7 @@ export async function startKubeletServer(o: KubeletServerOptions): Promise<Kubel
   let port: number | undefined;
   let healthzPort: number | undefined;
   try {
-    if (o.port !== 0) {
+    if (o.port !== undefined) {
       https = createHttpsServer({
         cert: o.tls.cert,
         key: o.tls.key,
@@ -340,7 +340,7 @@ export async function startKubeletServer(o: KubeletServerOptions): Promise<Kubel
       https.on('tlsClientError', (err) => log.debug('TLS handshake failed', { err: errorMessage(err) }));
       port = await listen(https, o.address, o.port);
     }
-    if (o.healthzPort !== 0) {
+    if (o.healthzPort !== undefined) {
       healthz = createHttpServer((req, res) => {
         req.resume();
         const ok = new URL(req.url ?? '/', 'http://healthz').pathname === '/healthz';
