@@ -52,6 +52,8 @@ export function proxyLogs(target: KubeletTarget, client: KubeletClientCert, req:
         timeout: 30_000,
       },
       (kres: IncomingMessage) => {
+        // The timeout is for reaching the kubelet: a quiet `logs -f` may stay idle for long.
+        upstream.setTimeout(0);
         const code = kres.statusCode ?? 502;
         if (code >= 300) {
           const chunks: Buffer[] = [];
