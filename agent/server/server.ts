@@ -31,6 +31,7 @@ import { parseContainerLogQuery } from './cri-log.js';
 import { createKubeletMetrics, metricPath } from './metrics.js';
 import { readSummary } from './stats.js';
 import { parseStreamRequest, proxyToRuntime, rejectUpgrade, unsupportedUpgrade, type StreamRequest } from './streaming.js';
+import { serveTunnel, serveV5, webSocketPlan } from './websocket.js';
 
 export interface KubeletServerOptions {
   nodeName: string;
@@ -303,14 +304,16 @@ export async function startKubeletServer(o: KubeletServerOptions): Promise<Kubel
       await gate(req, url.pathname);
       const s = parseStreamOrThrow(url.pathname, url.searchParams);
       if (s === undefined) throw new HttpError(404, `404 page not found`);
-      const why = unsupportedUpgrade(req.headers);
-      if (why !== undefined) throw new HttpError(400, why);
+      const plan = webSocketPlan(s.kind, req.headers);
+      if (plan === undefined) throw new HttpError(400, unsupportedUpgrade(req.headers) ?? 'unsupported upgrade');
       const target = await streamUrl(s);
-      log.debug('streaming', { kind: s.kind, pod: `${s.namespace}/${s.pod}`, container: s.container });
+      log.debug('streaming', { kind: s.kind, pod: `${s.namespace}/${s.pod}`, container: s.container, plan });
       upgraded.add(socket);
       metrics.httpInflight.inc(labels);
       try {
-        await proxyToRuntime(req, socket, head, target, (err) => log.debug('stream error', { err: errorMessage(err) }));
+        if (plan === 'v5') await serveV5(req, socket, head, target, s);
+        else if (plan === 'tunnel') await serveTunnel(req, socket, head, target);
+        else await proxyToRuntime(req, socket, head, target, (err) => log.debug('stream error', { err: errorMessage(err) }));
       } finally {
         metrics.httpInflight.dec(labels);
         upgraded.delete(socket);

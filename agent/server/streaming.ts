@@ -9,14 +9,12 @@
  * Design notes:
  * - Protocols: containerd 1.6's streaming server (kubelet's cri/streaming)
  *   speaks SPDY/3.1 (remotecommand v1-v4, portforward.k8s.io) and WebSocket
- *   channel.k8s.io up to v4.channel.k8s.io — not v5.channel.k8s.io (the close
- *   stdin signal) nor SPDY tunneled in WebSocket (port-forward). A WebSocket
- *   upgrade asking only for those is refused here with 400 before a CRI call:
- *   kubectl (1.30+) treats a failed WebSocket handshake as an upgrade failure
- *   and falls back to SPDY, which carries stdin's half-close. Translating v5
- *   to v4 would lose exactly that close (v4 has no way to say "stdin ended"),
- *   so `kubectl exec -i` with piped input would hang; upstream translates v5
- *   to SPDY in the apiserver for the same reason.
+ *   channel.k8s.io up to v4.channel.k8s.io; those are passed through here.
+ *   kubectl 1.30+ asks for v5.channel.k8s.io (exec/attach: v4 plus a "close
+ *   stdin" signal) and SPDY tunneled in WebSocket (port-forward): the kubelet
+ *   translates both to SPDY towards the runtime (websocket.ts). A WebSocket
+ *   upgrade asking only for protocols nobody here speaks gets 400 before any
+ *   CRI call (kubectl then falls back to SPDY).
  * - Parameters: upstream's names (command, input/stdin, output/stdout,
  *   error/stderr, tty; "1" or "true"); at least one stream; tty implies no
  *   separate stderr. `parseStreamRequest` is pure.
@@ -139,8 +137,13 @@ export function rejectUpgrade(socket: Duplex, code: number, reason: string, body
   socket.end(`HTTP/1.1 ${code} ${reason}\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
 }
 
-/** Joins two sockets until either ends; resolves once both are closed. */
-export function splice(a: Duplex, b: Duplex, onError: (err: Error) => void): Promise<void> {
+/**
+ * Joins two sockets until both are closed. The end of one side is passed on
+ * as an end (pipe), so what is still buffered towards the other side is
+ * delivered, not dropped; an error destroys both; a side that stays open
+ * after its peer closed is destroyed after `lingerMs`.
+ */
+export function splice(a: Duplex, b: Duplex, onError: (err: Error) => void, lingerMs = 30_000): Promise<void> {
   return new Promise((resolve) => {
     let closed = 0;
     const done = (): void => {
@@ -155,7 +158,8 @@ export function splice(a: Duplex, b: Duplex, onError: (err: Error) => void): Pro
         to.destroy();
       });
       from.once('close', () => {
-        to.destroy();
+        to.end();
+        setTimeout(() => to.destroy(), lingerMs).unref();
         done();
       });
       from.pipe(to);

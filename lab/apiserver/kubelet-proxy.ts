@@ -12,8 +12,8 @@
  *   out). The streaming subresources are proxied as raw upgraded connections:
  *   the request head goes to the kubelet, whose answer (101 and the streams,
  *   or an error Status) goes back to the client byte for byte — the kubelet
- *   decides what it can serve (e.g. it refuses WebSocket v5, and kubectl falls
- *   back to SPDY).
+ *   decides what it can serve (SPDY, WebSocket v4/v5, the port-forward
+ *   tunnel).
  */
 import { connect as tlsConnect } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
@@ -147,8 +147,10 @@ export function proxyKubeletUpgrade(target: KubeletTarget, client: KubeletClient
       socket.destroy();
     });
     socket.on('error', () => upstream.destroy());
+    // An end is passed on by pipe (what is buffered for the client still goes out); closing is only forced after a while.
     upstream.on('close', () => {
-      socket.destroy();
+      socket.end();
+      setTimeout(() => socket.destroy(), 30_000).unref();
       resolve();
     });
     socket.on('close', () => upstream.destroy());

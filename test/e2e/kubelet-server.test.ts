@@ -4,15 +4,18 @@
 // a user without nodes/proxy → 403, the admin certificate → 200 (the serving
 // certificate verifies against the lab CA), /metrics and /stats/summary, a
 // malformed exec → 400; through the lab apiserver with kubectl: logs (tail,
-// timestamps, -f, -f ending with the container, --previous after a restart),
+// timestamps, -f, -f across a log rotation, -f ending with the container,
+// --previous after a restart),
 // a ~10 MB log (whole, tail, limit-bytes), exec (stdout, stderr, exit code,
-// stdin with its end), a killed exec client, port-forward — and the agent
+// stdin with its end), a killed exec client, exec over WebSocket v5 and v4,
+// port-forward over the WebSocket tunnel — and the agent
 // stays up and keeps serving throughout. (Tokens through TokenReview are
 // covered by test/integration/kubelet-server-auth.test.ts: the lab has no
 // static tokens.)
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -21,7 +24,10 @@ import { repoRoot } from '../../lab/paths.js';
 import { controlPlanePaths } from '../../lab/machines/control-plane.js';
 import { agentPaths } from '../../lab/machines/agent.js';
 import { labNode } from '../../lab/machines/layout.js';
+import { containerdPaths } from '../../lab/machines/containerd.js';
+import { createCriRuntime } from '../../agent/runtime/cri/client.js';
 import { ensureClientCert, type CertPair, type Pki } from '../../lab/apiserver/pki.js';
+import WebSocket from 'ws';
 
 const labScript = join(repoRoot, 'scripts/lab');
 const node = labNode(1);
@@ -34,8 +40,8 @@ function lab(args: string[], timeoutMs = 180_000): Promise<ExecResult> {
 
 const kubeEnv = { ...process.env, KUBECONFIG: controlPlanePaths.adminKubeconfig };
 
-function kubectl(args: string[], input?: string, timeoutMs = 60_000): Promise<ExecResult> {
-  return execFile('kubectl', args, { allowFailure: true, timeoutMs, env: kubeEnv, ...(input !== undefined ? { input } : {}) });
+function kubectl(args: string[], input?: string, timeoutMs = 60_000, env: Record<string, string> = {}): Promise<ExecResult> {
+  return execFile('kubectl', args, { allowFailure: true, timeoutMs, env: { ...kubeEnv, ...env }, ...(input !== undefined ? { input } : {}) });
 }
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 500): Promise<T> {
@@ -84,8 +90,8 @@ function agentPid(): number {
   return Number(readFileSync(agentPaths(node).pidFile, 'utf8').trim());
 }
 
-function spawnKubectl(args: string[]): { child: ChildProcess; out: () => string; exited: Promise<number | null> } {
-  const child = spawn('kubectl', args, { env: kubeEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+function spawnKubectl(args: string[], env: Record<string, string> = {}): { child: ChildProcess; out: () => string; exited: Promise<number | null> } {
+  const child = spawn('kubectl', args, { env: { ...kubeEnv, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
@@ -102,6 +108,42 @@ function httpGet(port: number, path: string): Promise<string> {
     });
     req.on('error', reject);
     req.end();
+  });
+}
+
+interface WsResult {
+  protocol: string;
+  channels: Map<number, string>;
+}
+
+/**
+ * exec through the lab apiserver over WebSocket (channel protocol: one byte of
+ * channel, then data); `input` goes to stdin, then (v5) stdin is closed.
+ */
+function wsExec(podName: string, query: string, protocols: string[], input?: Buffer): Promise<WsResult> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`wss://127.0.0.1:6443/api/v1/namespaces/default/pods/${podName}/exec?${query}`, protocols, {
+      ca: readFileSync(controlPlanePaths.caCert),
+      cert: readFileSync(join(pkiDir, 'admin.crt')),
+      key: readFileSync(join(pkiDir, 'admin.key')),
+    });
+    const channels = new Map<number, string>();
+    ws.on('open', () => {
+      if (input === undefined) return;
+      ws.send(Buffer.concat([Buffer.from([0]), input]));
+      ws.send(Buffer.from([255, 0]));
+    });
+    ws.on('message', (data: Buffer) => {
+      if (data.length === 0) return;
+      channels.set(data[0]!, (channels.get(data[0]!) ?? '') + data.subarray(1).toString());
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => reject(new Error(`HTTP ${res.statusCode}: ${body}`)));
+    });
+    ws.on('error', reject);
+    ws.on('close', () => resolve({ protocol: ws.protocol, channels }));
   });
 }
 
@@ -187,6 +229,21 @@ t.test('kubelet server in the lab', async (t) => {
     }, 20_000);
     const nums = seen.map((l) => Number(l.split(' ')[1]));
     t.ok(nums.every((v, i) => i === 0 || v === nums[i - 1]! + 1), `logs -f streams new lines in order (${nums.join(',')})`);
+
+    // Rotation as upstream's kubelet does it: rename the file, ReopenContainerLog; the follower goes on with the new file.
+    const id = ((await pod('logger')).status?.containerStatuses?.[0]?.containerID ?? '').replace(/^containerd:\/\//, '');
+    const cri = createCriRuntime({ endpoint: `unix://${containerdPaths(node).socket}`, requestTimeoutMs: 30_000 });
+    t.teardown(() => cri.close());
+    const logPath = (await cri.containerStatus(id)).status.logPath;
+    const lastBefore = Math.max(...follow.out().split('\n').filter((l) => /^line \d+$/.test(l)).map((l) => Number(l.split(' ')[1])));
+    await rename(logPath, `${logPath}.20260101-000000`);
+    await cri.reopenContainerLog(id);
+    const after = await until('lines written after the rotation', async () => {
+      const ls = follow.out().split('\n').filter((l) => /^line \d+$/.test(l)).map((l) => Number(l.split(' ')[1]));
+      return ls.filter((v) => v > lastBefore + 3).length >= 2 ? ls : undefined;
+    }, 20_000);
+    t.ok(after.length > seen.length, 'logs -f follows the new file after a rotation');
+    t.match((await kubectl(['logs', 'logger', '--tail=1'])).stdout, /^(line|err) \d+\n$/, 'logs read the new file');
     follow.child.kill('SIGINT');
     await follow.exited;
 
@@ -227,10 +284,16 @@ t.test('kubelet server in the lab', async (t) => {
     t.equal(out.stdout, 'hello\n');
     t.match(out.stderr, /oops/);
     t.match(out.stderr, /command terminated with exit code 3/);
+    const big = await kubectl(['exec', 'logger', '--', 'sh', '-c', 'yes 0123456789 | head -n 500000'], undefined, 120_000);
+    t.equal(big.code, 0);
+    t.equal(big.stdout.length, 500_000 * 11, '5.5 MB of stdout arrive whole');
     const input = 'x'.repeat(200_000) + '\n';
     const wc = await kubectl(['exec', '-i', 'logger', '--', 'wc', '-c'], input);
     t.equal(wc.code, 0, 'exec -i', { stderr: wc.stderr });
     t.equal(wc.stdout.trim(), String(input.length), 'stdin reaches the process and its end closes it');
+    const spdy = await kubectl(['-v=6', 'exec', '-i', 'logger', '--', 'wc', '-c'], input, 60_000, { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' });
+    t.equal(spdy.stdout.trim(), String(input.length), 'the same over SPDY (passed through to the runtime)');
+    t.match(spdy.stderr, /POST https:\/\/127\.0\.0\.1:6443\/api\/v1\/namespaces\/default\/pods\/logger\/exec\?.* 101 Switching Protocols/);
     const ctr = await kubectl(['exec', 'logger', '-c', 'logger', '--', 'cat', '/etc/hostname']);
     t.equal(ctr.stdout.trim(), 'logger', 'exec -c');
 
@@ -240,19 +303,56 @@ t.test('kubelet server in the lab', async (t) => {
     cat.child.kill('SIGKILL');
     await cat.exited;
     t.ok(await agentHealthy(), 'agent healthy after a killed exec client');
+    const attach = spawnKubectl(['attach', 'logger']);
+    await until('kubectl attach shows the container\'s output', async () => (/line \d+\n/.test(attach.out()) ? true : undefined), 20_000);
+    t.pass('kubectl attach streams the running container\'s output');
+    attach.child.kill('SIGINT');
+    await attach.exited;
     t.equal((await kubectl(['exec', 'logger', '--', 'echo', 'again'])).stdout, 'again\n', 'exec still works');
   });
 
-  await t.test('kubectl port-forward', async (t) => {
-    const pf = spawnKubectl(['port-forward', 'pod/web', ':8080']);
+  await t.test('WebSocket exec: v5.channel.k8s.io (translated to SPDY by the kubelet) and v4 (passed through)', async (t) => {
+    const q = 'command=sh&command=-c&command=echo%20out;%20echo%20err%20%3E%262;%20exit%202&stdout=true&stderr=true';
+    for (const protocol of ['v5.channel.k8s.io', 'v4.channel.k8s.io']) {
+      const r = await wsExec('logger', q, [protocol]);
+      t.equal(r.protocol, protocol, `${protocol} negotiated`);
+      t.equal(r.channels.get(1), 'out\n', 'stdout on channel 1');
+      t.equal(r.channels.get(2), 'err\n', 'stderr on channel 2');
+      const status = JSON.parse(r.channels.get(3) ?? '{}') as { status?: string; reason?: string; details?: { causes?: { reason?: string; message?: string }[] } };
+      t.equal(status.reason, 'NonZeroExitCode', 'the exit status on the error channel');
+      t.same(status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message, '2');
+    }
+    const input = Buffer.alloc(300_000, 'y');
+    const wc = await wsExec('logger', 'command=wc&command=-c&stdin=true&stdout=true', ['v5.channel.k8s.io', 'v4.channel.k8s.io'], input);
+    t.equal(wc.protocol, 'v5.channel.k8s.io', 'v5 preferred');
+    t.equal(wc.channels.get(1)?.trim(), String(input.length), 'v5: stdin data, then its close (channel 255) ends the process\'s input');
+    t.equal(JSON.parse(wc.channels.get(3) ?? '{}').status, 'Success');
+    const verbose = await kubectl(['-v=6', 'exec', 'logger', '--', 'true']);
+    t.equal(verbose.code, 0);
+    t.notMatch(verbose.stderr, /fallback/i, 'kubectl exec stays on WebSocket (no SPDY fallback)');
+    await t.rejects(wsExec('logger', q, ['base64.binary.k8s.io']), /HTTP 400/, 'an unknown protocol: 400');
+    t.ok(await agentHealthy());
+  });
+
+  await t.test('kubectl port-forward (WebSocket tunnel)', async (t) => {
+    const pf = spawnKubectl(['-v=6', 'port-forward', 'pod/web', ':8080']);
     const port = await until('port-forward listening', async () => {
       const m = /Forwarding from 127\.0\.0\.1:(\d+) -> 8080/.exec(pf.out());
       return m ? Number(m[1]) : undefined;
     }, 20_000);
     t.equal((await httpGet(port, '/hostname')).trim(), 'web', 'HTTP through the forwarded port');
     t.equal((await httpGet(port, '/hostname')).trim(), 'web', 'a second connection');
+    t.notMatch(pf.out(), /fallback/i, 'no SPDY fallback');
     pf.child.kill('SIGINT');
     await pf.exited;
+    const spdy = spawnKubectl(['port-forward', 'pod/web', ':8080'], { KUBECTL_PORT_FORWARD_WEBSOCKETS: 'false' });
+    const spdyPort = await until('SPDY port-forward listening', async () => {
+      const m = /Forwarding from 127\.0\.0\.1:(\d+) -> 8080/.exec(spdy.out());
+      return m ? Number(m[1]) : undefined;
+    }, 20_000);
+    t.equal((await httpGet(spdyPort, '/hostname')).trim(), 'web', 'port-forward over SPDY (passed through)');
+    spdy.child.kill('SIGINT');
+    await spdy.exited;
   });
 
   t.equal(agentPid(), pid, 'the same agent process served everything');
