@@ -295,7 +295,7 @@ async function main(argv: string[]): Promise<number> {
       logger: log.child({ part: 'server' }),
     });
   } catch (err) {
-    // Pods keep being run without the server (as the kubelet does when its port is taken, it is an error worth a loud log).
+    // Unlike upstream's kubelet (which exits when it cannot listen), pods keep being run without the server; the error is logged.
     log.error('kubelet server not started', { err: errorMessage(err) });
   }
 
