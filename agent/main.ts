@@ -37,6 +37,7 @@ import { podKey } from './pods/types.js';
 import { systemMounter } from './pods/volumes.js';
 import { PodWorkers } from './pods/workers.js';
 import { startStaticPods } from './pods/static/index.js';
+import { apiReviewer, cachingReviewer, loadServingCert, startKubeletServer, type KubeletServer } from './server/index.js';
 
 /** Parses resolv.conf text into the host's DNS config (for dnsPolicy Default). Pure. */
 export function parseResolvConf(text: string): DnsConfig {
@@ -274,6 +275,7 @@ async function main(argv: string[]): Promise<number> {
   };
 
   let informerDone: Promise<void> = Promise.resolve();
+  let podList: () => V1Pod[] = () => [];
   const source: PodSource = {
     subscribe(handlers) {
       const informer = startInformer<V1Pod>({
@@ -299,6 +301,7 @@ async function main(argv: string[]): Promise<number> {
         }
       });
       informerDone = informer.done;
+      podList = () => informer.list();
       return () => controller.abort();
     },
   };
@@ -312,10 +315,32 @@ async function main(argv: string[]): Promise<number> {
     },
   });
 
+  let server: KubeletServer | undefined;
+  try {
+    const tls = await loadServingCert({ certFile: config.tlsCertFile, keyFile: config.tlsPrivateKeyFile, rootDir: config.rootDir, nodeName: config.nodeName, addresses: hostIPs });
+    server = await startKubeletServer({
+      nodeName: config.nodeName,
+      address: config.address,
+      port: config.port === 0 ? undefined : config.port,
+      healthzAddress: config.healthzBindAddress,
+      healthzPort: config.healthzPort === 0 ? undefined : config.healthzPort,
+      tls,
+      clientCA: config.clientCAFile === undefined ? undefined : await readFile(config.clientCAFile, 'utf8'),
+      reviewer: cachingReviewer(apiReviewer(kube.kc)),
+      runtime,
+      pods: () => podList(),
+      logger: log.child({ part: 'server' }),
+    });
+  } catch (err) {
+    // Unlike upstream's kubelet (which exits when it cannot listen), pods keep being run without the server; the error is logged.
+    log.error('kubelet server not started', { err: errorMessage(err) });
+  }
+
   workers.attach(staticPods.source);
 
   await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
   notifySystemd(log, { STOPPING: 1 });
+  await server?.stop();
   await Promise.all([informerDone, staticPods.done]);
   await workers.stop();
   await Promise.all([node.stop(), network.done]);

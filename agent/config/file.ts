@@ -9,7 +9,7 @@ import type { LogLevel } from '../../lib/log.js';
 import type { ConfigLayer } from './layer.js';
 import type { Taint } from './types.js';
 import { parseOverlayBackend, parseIPv4CIDR } from './overlay.js';
-import { checkTaint, parseDuration, parseIPList, parseUnixEndpoint } from './values.js';
+import { checkTaint, parseDuration, parseIP, parseIPList, parsePort, parseUnixEndpoint } from './values.js';
 
 export interface FileResult {
   layer: ConfigLayer;
@@ -87,7 +87,22 @@ const fields: Record<string, FieldParser> = {
   overlayBackend: (v, l) => void (l.overlayBackend = parseOverlayBackend(str(v))),
   clusterCIDR: (v, l) => void (l.clusterCIDR = parseIPv4CIDR(str(v))),
   flannelSubnetFile: (v, l) => void (l.flannelSubnetFile = absolutePath(v)),
+  address: (v, l) => void (l.address = parseIP(str(v))),
+  port: (v, l) => void (l.port = port(v)),
+  healthzBindAddress: (v, l) => void (l.healthzBindAddress = parseIP(str(v))),
+  healthzPort: (v, l) => void (l.healthzPort = port(v)),
+  tlsCertFile: (v, l) => void (l.tlsCertFile = absolutePath(v)),
+  tlsPrivateKeyFile: (v, l) => void (l.tlsPrivateKeyFile = absolutePath(v)),
+  authentication: (v, l) => {
+    if (!isRecord(v)) throw new Error('must be an object');
+    const x509 = v.x509;
+    if (isRecord(x509) && x509.clientCAFile !== undefined && x509.clientCAFile !== '') l.clientCAFile = absolutePath(x509.clientCAFile);
+  },
 };
+
+function port(v: unknown): number {
+  return parsePort(String(typeof v === 'number' ? v : str(v)));
+}
 
 export function parseConfigFile(text: string, source = 'config file'): FileResult {
   const problems: string[] = [];

@@ -7,7 +7,7 @@
 import type { LogLevel } from '../../lib/log.js';
 import type { ConfigLayer } from './layer.js';
 import { parseOverlayBackend, parseIPv4CIDR } from './overlay.js';
-import { parseDuration, parseIPList, parseLabels, parsePositiveInt, parseTaints, parseUnixEndpoint } from './values.js';
+import { parseDuration, parseIP, parseIPList, parsePort, parseLabels, parsePositiveInt, parseTaints, parseUnixEndpoint } from './values.js';
 
 export interface FlagResult {
   layer: ConfigLayer;
@@ -91,6 +91,13 @@ export const flagSpecs: Record<string, FlagSpec> = {
   'overlay-backend': { help: 'Pod network between nodes: vxlan (default), host-gw or none.', apply: (v, l) => void (l.overlayBackend = parseOverlayBackend(v)) },
   'cluster-cidr': { help: 'The cluster\'s pod network, FLANNEL_NETWORK (default 10.244.0.0/16).', apply: (v, l) => void (l.clusterCIDR = parseIPv4CIDR(v)) },
   'flannel-subnet-file': { help: 'Where flannel\'s subnet.env is written (default /run/flannel/subnet.env).', apply: (v, l) => void (l.flannelSubnetFile = absolute(v)) },
+  address: { help: 'IP address the kubelet server listens on (default 0.0.0.0).', apply: (v, l) => void (l.address = parseIP(v)) },
+  port: { help: 'Port of the kubelet server (HTTPS, default 10250; 0 = off).', apply: (v, l) => void (l.port = parsePort(v)) },
+  'healthz-bind-address': { help: 'IP address of the healthz server (default 127.0.0.1).', apply: (v, l) => void (l.healthzBindAddress = parseIP(v)) },
+  'healthz-port': { help: 'Port of the healthz server (HTTP, default 10248; 0 = off).', apply: (v, l) => void (l.healthzPort = parsePort(v)) },
+  'tls-cert-file': { help: 'Serving certificate of the kubelet server (default: self-signed, made at start).', apply: (v, l) => void (l.tlsCertFile = absolute(v)) },
+  'tls-private-key-file': { help: 'Private key of --tls-cert-file.', apply: (v, l) => void (l.tlsPrivateKeyFile = absolute(v)) },
+  'client-ca-file': { help: 'CA whose client certificates the kubelet server accepts.', apply: (v, l) => void (l.clientCAFile = absolute(v)) },
   v: { help: 'Log verbosity (0-10; 4 and above = debug).', apply: (v, l) => void (l.logLevel = verbosityToLevel(parsePositiveIntOrZero(v))) },
   'log-level': { help: 'debug, info, warn or error.', apply: (v, l) => void (l.logLevel = parseLogLevel(v)) },
   help: { help: 'Print the flags and exit.', bool: true, apply: () => undefined },

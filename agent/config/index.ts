@@ -46,6 +46,7 @@ function validate(c: AgentConfig): string[] {
   if (c.maxPods > 10_000) problems.push(`--max-pods: ${c.maxPods} is more than 10000`);
   if (c.nodeStatusUpdateFrequencyMs <= 0) problems.push('nodeStatusUpdateFrequency must be positive');
   if (c.nodeStatusReportFrequencyMs < c.nodeStatusUpdateFrequencyMs) problems.push('nodeStatusReportFrequency must not be shorter than nodeStatusUpdateFrequency');
+  if ((c.tlsCertFile === undefined) !== (c.tlsPrivateKeyFile === undefined)) problems.push('--tls-cert-file and --tls-private-key-file go together');
   const keys = c.registerWithTaints.map((t) => `${t.key}:${t.effect}`);
   if (new Set(keys).size !== keys.length) problems.push('--register-with-taints: duplicate key and effect');
   return problems;
@@ -95,6 +96,13 @@ export function resolveConfig(input: ResolveInput): ResolveResult {
     overlayBackend: merged.overlayBackend ?? defaultConfig.overlayBackend,
     clusterCIDR: merged.clusterCIDR ?? defaultConfig.clusterCIDR,
     flannelSubnetFile: merged.flannelSubnetFile ?? defaultConfig.flannelSubnetFile,
+    address: merged.address ?? defaultConfig.address,
+    port: merged.port ?? defaultConfig.port,
+    healthzBindAddress: merged.healthzBindAddress ?? defaultConfig.healthzBindAddress,
+    healthzPort: merged.healthzPort ?? defaultConfig.healthzPort,
+    tlsCertFile: merged.tlsCertFile,
+    tlsPrivateKeyFile: merged.tlsPrivateKeyFile,
+    clientCAFile: merged.clientCAFile,
   };
   if (problems.length === 0) problems.push(...validate(config));
   if (problems.length > 0) {

@@ -61,6 +61,16 @@ export interface AgentConfig {
   clusterCIDR: string;
   /** --flannel-subnet-file (file: flannelSubnetFile): where flannel's subnet.env is written. */
   flannelSubnetFile: string;
+  /** The kubelet server (agent/server): --address/--port (HTTPS), --healthz-bind-address/--healthz-port (HTTP); port 0 = off. */
+  address: string;
+  port: number;
+  healthzBindAddress: string;
+  healthzPort: number;
+  /** --tls-cert-file/--tls-private-key-file: the serving certificate; unset = self-signed, made at start in <root-dir>/pki. */
+  tlsCertFile: string | undefined;
+  tlsPrivateKeyFile: string | undefined;
+  /** --client-ca-file: client certificates signed by this CA authenticate (unset: bearer tokens only). */
+  clientCAFile: string | undefined;
 }
 
 export const defaultConfig = {
@@ -81,6 +91,10 @@ export const defaultConfig = {
   overlayBackend: 'vxlan',
   clusterCIDR: '10.244.0.0/16',
   flannelSubnetFile: '/run/flannel/subnet.env',
+  address: '0.0.0.0',
+  port: 10250,
+  healthzBindAddress: '127.0.0.1',
+  healthzPort: 10248,
 } as const satisfies Partial<AgentConfig> & { dockerEndpoint: string };
 
 /** Renew interval of the node Lease: a quarter of its duration, as upstream (10 s for 40 s). */

@@ -126,3 +126,17 @@ export function parseUnixEndpoint(text: string): string {
   if (s.startsWith('/')) return `unix://${s}`;
   throw new Error(`"${text}" must be a unix socket endpoint (unix:///path/to.sock)`);
 }
+
+/** One IP address. */
+export function parseIP(text: string): string {
+  const ip = text.trim();
+  if (isIP(ip) === 0) throw new Error(`"${text}" is not an IP address`);
+  return ip;
+}
+
+/** A TCP port, 0-65535 (0 = off). */
+export function parsePort(text: string): number {
+  const s = text.trim();
+  if (!/^\d+$/.test(s) || Number(s) > 65535) throw new Error(`"${text}" is not a port (0-65535)`);
+  return Number(s);
+}

@@ -1,25 +1,16 @@
 /**
  * pods/log, proxied to the kubelet of the pod's node as upstream does:
  * GET https://<node address>:<kubelet port>/containerLogs/<ns>/<pod>/<container>
- * with the apiserver's kubelet client certificate (CN=kube-apiserver-kubelet-client,
- * O=system:masters, signed by the lab CA, so a kubelet trusting that CA
- * authenticates it). Like upstream without --kubelet-certificate-authority,
- * the kubelet's serving certificate is not verified.
- *
- * The address is the node's InternalIP (else Hostname, else ExternalIP) and
- * the port status.daemonEndpoints.kubeletEndpoint.Port (default 10250).
+ * with the apiserver's kubelet client certificate (how the kubelet is reached:
+ * kubelet-proxy.ts).
  */
 import { request } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, badRequest } from './errors.js';
-import { getArray, getMap, getNumber, getString, isObject } from './object.js';
+import { ApiError } from './errors.js';
 import type { KubeObject } from './object.js';
+import { kubeletAddress, podContainer, podNodeName, type KubeletClientCert, type KubeletTarget } from './kubelet-proxy.js';
 
-export interface KubeletTarget {
-  host: string;
-  port: number;
-  path: string;
-}
+export type { KubeletClientCert, KubeletTarget } from './kubelet-proxy.js';
 
 const passThrough = ['follow', 'previous', 'sinceSeconds', 'sinceTime', 'timestamps', 'tailLines', 'limitBytes'];
 
@@ -27,30 +18,8 @@ const passThrough = ['follow', 'previous', 'sinceSeconds', 'sinceTime', 'timesta
 export function kubeletLogTarget(pod: KubeObject, node: KubeObject | undefined, query: URLSearchParams): KubeletTarget {
   const name = pod.metadata.name ?? '';
   const namespace = pod.metadata.namespace ?? '';
-  const spec = getMap(pod, 'spec');
-  const containers = [...(getArray(spec, 'containers') ?? []), ...(getArray(spec, 'initContainers') ?? [])]
-    .map((c) => getString(c, 'name'))
-    .filter((n): n is string => !!n);
-  let container = query.get('container') ?? '';
-  if (!container) {
-    const main = (getArray(spec, 'containers') ?? []).map((c) => getString(c, 'name')).filter((n): n is string => !!n);
-    if (main.length !== 1) throw badRequest(`a container name must be specified for pod ${name}, choose one of: [${main.join(' ')}]`);
-    container = main[0]!;
-  } else if (!containers.includes(container)) {
-    throw badRequest(`container ${container} is not valid for pod ${name}`);
-  }
-  const nodeName = getString(spec, 'nodeName');
-  if (!nodeName) throw badRequest(`pod ${name} does not have a host assigned`);
-  if (!node) throw new ApiError('NotFound', `nodes "${nodeName}" not found`, { name: nodeName, kind: 'nodes' });
-  const status = getMap(node, 'status');
-  const addresses = (getArray(status, 'addresses') ?? []).filter(isObject);
-  let host: string | undefined;
-  for (const type of ['InternalIP', 'Hostname', 'ExternalIP']) {
-    host = getString(addresses.find((a) => a.type === type), 'address');
-    if (host) break;
-  }
-  if (!host) throw new ApiError('InternalError', `node ${nodeName} has no address to reach its kubelet`);
-  const port = getNumber(getMap(getMap(status, 'daemonEndpoints'), 'kubeletEndpoint'), 'Port') ?? 10250;
+  const container = podContainer(pod, query.get('container'));
+  const { host, port } = kubeletAddress(node, podNodeName(pod));
   const q = new URLSearchParams();
   for (const k of passThrough) {
     const v = query.get(k);
@@ -59,11 +28,6 @@ export function kubeletLogTarget(pod: KubeObject, node: KubeObject | undefined, 
   const qs = q.toString();
   const path = `/containerLogs/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}/${encodeURIComponent(container)}${qs ? `?${qs}` : ''}`;
   return { host, port, path };
-}
-
-export interface KubeletClientCert {
-  cert: string;
-  key: string;
 }
 
 const reasons: Record<number, 'NotFound' | 'BadRequest' | 'Forbidden' | 'Unauthorized'> = {
@@ -88,6 +52,8 @@ export function proxyLogs(target: KubeletTarget, client: KubeletClientCert, req:
         timeout: 30_000,
       },
       (kres: IncomingMessage) => {
+        // The timeout is for reaching the kubelet: a quiet `logs -f` may stay idle for long.
+        upstream.setTimeout(0);
         const code = kres.statusCode ?? 502;
         if (code >= 300) {
           const chunks: Buffer[] = [];

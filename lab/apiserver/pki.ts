@@ -146,3 +146,21 @@ export async function ensureClientCert(pki: Pki, name: string, cn: string, orgs:
   const subject = [...orgs.map((o) => `/O=${o}`), `/CN=${cn}`].join('');
   return issue(pki.dir, pki.ca, { name, subject, usage: 'clientAuth' });
 }
+
+/**
+ * A serving certificate (e.g. a lab node's kubelet) signed by the CA in
+ * `pkiDir`, reused while its SANs stay the same. Does not touch the
+ * apiserver's own certificate.
+ */
+export async function ensureServingCertIn(pkiDir: string, name: string, cn: string, sans: string[]): Promise<CertPair> {
+  const ca = await readPair(join(pkiDir, 'ca.crt'), join(pkiDir, 'ca.key'));
+  const certFile = join(pkiDir, `${name}.crt`);
+  const keyFile = join(pkiDir, `${name}.key`);
+  const sansFile = join(pkiDir, `${name}.sans`);
+  const want = sans.join(',');
+  const have = existsSync(sansFile) ? (await readFile(sansFile, 'utf8')).trim() : '';
+  if (have === want && existsSync(certFile) && existsSync(keyFile)) return readPair(certFile, keyFile);
+  const pair = await issue(pkiDir, ca, { name, subject: `/CN=${cn}`, usage: 'serverAuth', sans });
+  await writeFile(sansFile, want + '\n');
+  return pair;
+}

@@ -29,6 +29,8 @@ import type { Json, KubeObject } from './object.js';
 import { patchTypeOf } from './patch.js';
 import { decodeKubeProtobuf, protobufMediaType } from './protobuf.js';
 import { kubeletLogTarget, proxyLogs } from './logs.js';
+import { kubeletStreamTarget, proxyKubeletUpgrade, rejectUpgrade, type StreamSubresource } from './kubelet-proxy.js';
+import type { Duplex } from 'node:stream';
 import { ensureClientCert, ensurePki } from './pki.js';
 import type { Pki } from './pki.js';
 import { findResource } from './resources.js';
@@ -448,6 +450,44 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     );
   };
 
+  /** pods/exec, pods/attach, pods/portforward: the path's parts when it names one of them. */
+  const streamPath = (parsed: ReturnType<typeof parsePath>): { namespace: string; name: string; sub: StreamSubresource } | undefined => {
+    if (parsed.kind !== 'resource') return undefined;
+    const p = parsed.path;
+    if (p.group !== '' || p.resource !== 'pods' || p.namespace === undefined || p.name === undefined) return undefined;
+    if (p.subresource !== 'exec' && p.subresource !== 'attach' && p.subresource !== 'portforward') return undefined;
+    return { namespace: p.namespace, name: p.name, sub: p.subresource };
+  };
+
+  /** Authorizes a streaming subresource (verb create, as upstream requires for WebSocket upgrades too). */
+  const authorizeStream = (user: User, s: { namespace: string; name: string; sub: StreamSubresource }): void => {
+    const attrs: Attributes = { verb: 'create', resourceRequest: true, group: '', resource: 'pods', subresource: s.sub, namespace: s.namespace, name: s.name };
+    if (!authorize(user, attrs).allowed) throw new ApiError('Forbidden', forbiddenMessage(user, attrs), { name: s.name, group: '', kind: 'pods' });
+  };
+
+  /** An upgrade request (exec/attach/portforward streams): proxied to the kubelet of the pod's node. */
+  const serveUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'https://apiserver');
+    const user = authenticate(req);
+    if (user === undefined || user === 'invalid') throw new ApiError('Unauthorized', 'Unauthorized');
+    const s = streamPath(parsePath(url.pathname));
+    if (s === undefined) throw new ApiError('NotFound', 'the server could not find the requested resource', {});
+    authorizeStream(user, s);
+    const info = findResource('', 'v1', 'pods')!;
+    const pod = toKubeObject(await rest!.get(info, s.namespace, s.name))!;
+    const nodeName = getString(getMap(pod, 'spec'), 'nodeName');
+    const node = nodeName ? await store.get({ storage: 'nodes', namespace: '', name: nodeName }) : undefined;
+    await proxyKubeletUpgrade(kubeletStreamTarget(s.sub, pod, node, url.searchParams), kubeletClient, req, socket, head);
+  };
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', () => socket.destroy());
+    serveUpgrade(req, socket, head).catch((err: unknown) => {
+      if (!(err instanceof ApiError)) log.error('upgrade request failed', { err });
+      rejectUpgrade(socket, err instanceof ApiError ? err : new ApiError('InternalError', `Internal error occurred: ${errorMessage(err)}`));
+    });
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'https://apiserver');
     const path = url.pathname;
@@ -467,6 +507,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       throw new ApiError('Unauthorized', 'Unauthorized');
     }
     const parsed = parsePath(path);
+    const stream = streamPath(parsed);
+    if (stream !== undefined) {
+      req.resume();
+      authorizeStream(user, stream);
+      throw badRequest('Upgrade request required');
+    }
     if (parsed.kind === 'resource') {
       await serveResource(req, res, user, parsed.path, url.searchParams);
       return;
@@ -511,6 +557,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         { key: pki.serving.key, cert: pki.serving.cert, ca: pki.ca.cert, requestCert: true, rejectUnauthorized: false },
         onRequest,
       );
+      server.on('upgrade', onUpgrade);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         const onListening = (): void => {

@@ -19,6 +19,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ensureServingCertIn } from '../apiserver/pki.js';
 import { imageRefs, repoRoot } from '../paths.js';
 import { ensureLabCniPlugins, labCniBinDir } from './cni-plugins.js';
 import { containerdPaths } from './containerd.js';
@@ -43,6 +44,9 @@ export interface AgentPaths {
   log: string;
   /** flannel's subnet.env of this node. */
   subnetFile: string;
+  /** The kubelet server's certificate, signed by the lab CA (so the apiserver, kubectl and tests can verify it). */
+  servingCert: string;
+  servingKey: string;
 }
 
 export function agentPaths(node: LabNode): AgentPaths {
@@ -53,6 +57,8 @@ export function agentPaths(node: LabNode): AgentPaths {
     pidFile: join(node.runDir, 'agent.pid'),
     log: join(node.runDir, 'agent.log'),
     subnetFile: join(node.runDir, 'flannel', 'subnet.env'),
+    servingCert: join(controlPlanePaths.dataDir, 'pki', `kubelet-${node.name}.crt`),
+    servingKey: join(controlPlanePaths.dataDir, 'pki', `kubelet-${node.name}.key`),
   };
 }
 
@@ -87,6 +93,9 @@ export function agentArgs(node: LabNode, runtime: RuntimeKind = 'containerd', ov
     '--overlay-backend', overlay,
     '--cluster-cidr', labClusterCIDR,
     '--flannel-subnet-file', p.subnetFile,
+    '--tls-cert-file', p.servingCert,
+    '--tls-private-key-file', p.servingKey,
+    '--client-ca-file', controlPlanePaths.caCert,
   ];
 }
 
@@ -103,6 +112,7 @@ export function agentPid(node: LabNode): Promise<number | undefined> {
 export async function ensureAgent(node: LabNode, runtime: RuntimeKind = 'containerd', overlay: OverlayBackendName = defaultLabOverlay): Promise<{ pid: number; started: boolean }> {
   await mkdir(agentPaths(node).rootDir, { recursive: true });
   await mkdir(agentPaths(node).manifestsDir, { recursive: true });
+  await ensureServingCertIn(join(controlPlanePaths.dataDir, 'pki'), `kubelet-${node.name}`, `system:node:${node.name}`, [node.name, node.address]);
   // With Docker the agent runs the CNI plugins itself: knode's, as containerd nodes do.
   if (runtime === 'docker') await ensureLabCniPlugins();
   return ensureNodeDaemon(agentDaemon(node, runtime, overlay));
