@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Bundles each knode program into one ESM file under dist/ so that start-up loads one file.
-// Native addons (koffi, netlink) stay external and load from node_modules, as does ssh2
-// (docker-modem's ssh:// transport, unused by knode, with optional native crypto).
+// Native addons (koffi, netlink) stay external and load from node_modules. `ssh2` (docker-modem's
+// ssh:// transport, unused by knode, with an optional native addon) is replaced by
+// lib/ssh2-unsupported.ts, so that the bundles need nothing else at run time.
 import { build } from 'esbuild';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -42,7 +43,8 @@ await Promise.all(
       target: 'node20',
       format: 'esm',
       sourcemap: 'linked',
-      external: ['koffi', 'netlink', 'ssh2'],
+      external: ['koffi', 'netlink'],
+      alias: { ssh2: join(root, 'lib', 'ssh2-unsupported.ts') },
       banner: { js: banner },
       logLevel: 'warning',
     });

@@ -23,6 +23,7 @@ await build({
   target: 'node20',
   format: 'esm',
   external: ['esbuild', 'koffi', 'netlink'],
+  alias: { ssh2: join(root, 'lib', 'ssh2-unsupported.ts') },
   logLevel: 'warning',
   banner: { js: "import { createRequire as __knodeCreateRequire } from 'node:module';\nconst require = __knodeCreateRequire(import.meta.url);" },
 });

@@ -245,7 +245,9 @@ t.test('knode-proxy IPVS mode in a qemu VM', { skip, timeout: 170_000 }, async (
   await startProxy('iptables');
   await until('kube-ipvs0 removed by iptables mode', 60_000, async () => ((await vm.run('/usr/bin/ip link show kube-ipvs0')).code !== 0 ? true : undefined));
   t.notMatch(await vm.sh('ipvsadm -Ln'), /^(TCP|UDP|SCTP) /m, 'iptables mode flushed the IPVS virtual servers');
-  t.equal((await vm.run('ipset list KUBE-CLUSTER-IP')).code === 0, false, 'and destroyed the ipsets');
+  // kube-ipvs0 goes first, the ipsets last (after the iptables rules that use them): wait for them too.
+  await until('the ipsets destroyed by iptables mode', 60_000, async () => ((await vm.run('ipset list KUBE-CLUSTER-IP')).code !== 0 ? true : undefined));
+  t.pass('and destroyed the ipsets');
   const natAfterSwitch = await vm.sh('iptables-save -t nat');
   t.notMatch(natAfterSwitch, /:KUBE-NODE-PORT |:KUBE-LOAD-BALANCER /, 'IPVS-only chains removed');
   t.match(natAfterSwitch, /:KUBE-SVC-/, 'iptables mode rules in place');
