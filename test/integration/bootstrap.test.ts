@@ -7,7 +7,9 @@
  * whoami, a Node create) and `kubectl get csr` shows Approved,Issued. Then a
  * rotation with the node's own certificate (clock moved past the rotation
  * deadline) and bad tokens (unknown, wrong secret, expired, not for
- * authentication) → 401.
+ * authentication) → 401; CSR validation and who may approve; and the built
+ * knode-agent (dist/, `npm run build` first) bootstrapping with only
+ * --bootstrap-kubeconfig before it connects its runtime.
  */
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
@@ -15,6 +17,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { request } from 'node:https';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { execFile } from '../../lib/exec.js';
 import { createLogger } from '../../lib/log.js';
 import { startApiServer } from '../../lab/apiserver/server.js';
@@ -164,4 +168,49 @@ t.test('bad bootstrap tokens are refused with 401', async (t) => {
   const expired = await kubectl(await bootstrapKubeconfig('expired', 'expird.0123456789abcdef'), ['get', 'csr']);
   t.not(expired.code, 0);
   t.match(expired.stderr, /Unauthorized|must be logged in/);
+});
+
+t.test('CSR validation and approval rights', async (t) => {
+  const boot = opts.bootstrapKubeconfigPath;
+  const bad = join(dir, 'bad-csr.json');
+  await writeFile(bad, JSON.stringify({ apiVersion: 'certificates.k8s.io/v1', kind: 'CertificateSigningRequest', metadata: { name: 'bad' }, spec: { request: b64('nope'), signerName: 'kubernetes.io/kube-apiserver-client-kubelet', usages: ['client auth'] } }));
+  const created = await kubectl(boot, ['create', '--validate=false', '-f', bad]);
+  t.not(created.code, 0);
+  t.match(created.stderr, /is invalid: spec\.request/);
+  const list = await api.list<{ metadata: { name: string } }>('/apis/certificates.k8s.io/v1/certificatesigningrequests');
+  const name = list.items[0]!.metadata.name;
+  const approve = await kubectl(boot, ['certificate', 'approve', '--force', name]);
+  t.not(approve.code, 0, 'a bootstrapper may not approve');
+  t.match(approve.stderr, /forbidden/);
+  const nodeApprove = await kubectl(kubeconfig, ['certificate', 'deny', '--force', name]);
+  t.not(nodeApprove.code, 0, 'nor may a node');
+});
+
+const agent = join(process.cwd(), 'dist', 'knode-agent.mjs');
+t.test('knode-agent bootstraps with --bootstrap-kubeconfig before anything else', { skip: existsSync(agent) ? false : 'dist/knode-agent.mjs not built (npm run build)' }, async (t) => {
+  const root = join(dir, 'agent-root');
+  const agentKubeconfig = join(dir, 'agent-kubelet.conf');
+  const child = spawn(
+    process.execPath,
+    [agent, '--kubeconfig', agentKubeconfig, '--bootstrap-kubeconfig', opts.bootstrapKubeconfigPath, '--root-dir', root, '--hostname-override', 'boot-node-2',
+      '--container-runtime-endpoint', `unix://${join(dir, 'no-runtime.sock')}`, '--port', '0', '--healthz-port', '0'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  await until('the agent waiting for its runtime after the bootstrap', async () => (/runtime not ready|container runtime not reachable/.test(output) ? true : undefined), 30_000, 200).catch((err: unknown) => {
+    throw new Error(`${String(err)}\nagent output:\n${output.slice(-3000)}`);
+  });
+  t.match(output, /TLS bootstrap: client certificate issued/);
+  const who = await kubectl(agentKubeconfig, ['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);
+  t.equal(who.stdout, 'system:node:boot-node-2', who.stderr);
+  t.ok(existsSync(join(root, 'pki', 'kubelet-client-current.pem')));
+  t.match(output, /client certificate rotation scheduled/);
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, output.slice(-2000));
 });
