@@ -3,7 +3,8 @@
  * parts together.
  *
  * - Bad flags or config file: the problems on stderr, exit 2; --help: usage, exit 0.
- * - Start-up: connect the runtime (retrying with back-off while it is not
+ * - Start-up: with --bootstrap-kubeconfig, the TLS bootstrap first (agent/bootstrap;
+ *   client certificate rotation then runs alongside); connect the runtime (retrying with back-off while it is not
  *   reachable), the kube client, the node agent (registration, Lease, status),
  *   the pod network (overlay, subnet file, CNI conflist; agent/network), then the
  *   pod informer (spec.nodeName=<node>) feeding the pod workers.
@@ -38,6 +39,7 @@ import { systemMounter } from './pods/volumes.js';
 import { PodWorkers } from './pods/workers.js';
 import { startStaticPods } from './pods/static/index.js';
 import { apiReviewer, cachingReviewer, loadServingCert, startKubeletServer, type KubeletServer } from './server/index.js';
+import { bootstrapClientCertificate, runClientCertificateRotation } from './bootstrap/index.js';
 
 /** Parses resolv.conf text into the host's DNS config (for dnsPolicy Default). Pure. */
 export function parseResolvConf(text: string): DnsConfig {
@@ -164,6 +166,18 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+
+  // TLS bootstrap (agent/bootstrap): only when asked for; waits (retrying) until --kubeconfig is usable.
+  const certOptions = {
+    kubeconfigPath: config.kubeconfig,
+    bootstrapKubeconfigPath: config.bootstrapKubeconfig,
+    certDir: join(config.rootDir, 'pki'),
+    nodeName: config.nodeName,
+    signal,
+    logger: log.child({ part: 'client-cert' }),
+  };
+  if (config.bootstrapKubeconfig !== undefined && !(await bootstrapClientCertificate(certOptions))) return 0;
+  const rotation = config.bootstrapKubeconfig !== undefined && config.rotateCertificates ? runClientCertificateRotation(certOptions).catch((err: unknown) => log.error('client certificate rotation ended', { err: errorMessage(err) })) : Promise.resolve();
 
   let kube: KubeClient;
   try {
@@ -343,7 +357,7 @@ async function main(argv: string[]): Promise<number> {
   await server?.stop();
   await Promise.all([informerDone, staticPods.done]);
   await workers.stop();
-  await Promise.all([node.stop(), network.done]);
+  await Promise.all([node.stop(), network.done, rotation]);
   runtime.close();
   log.info('stopped', { signal: stopSignal });
   return 0;

@@ -79,6 +79,10 @@ const fields: Record<string, FieldParser> = {
     if (typeof v !== 'boolean') throw new Error('must be true or false');
     l.registerNode = v;
   },
+  rotateCertificates: (v, l) => {
+    if (typeof v !== 'boolean') throw new Error('must be true or false');
+    l.rotateCertificates = v;
+  },
   containerRuntimeEndpoint: (v, l) => void (l.containerRuntimeEndpoint = parseUnixEndpoint(str(v))),
   logging: (v, l) => void (l.logLevel = verbosity(v)),
   cgroupRoot: (v, l) => void (l.cgroupRoot = absolutePath(v)),

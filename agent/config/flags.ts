@@ -58,6 +58,11 @@ function parseBool(value: string): boolean {
 export const flagSpecs: Record<string, FlagSpec> = {
   config: { help: 'Path of a KubeletConfiguration YAML file; flags override its values.', apply: () => undefined },
   kubeconfig: { help: 'Path of the kubeconfig used to reach the apiserver.', apply: (v, l) => void (l.kubeconfig = nonEmpty(v)) },
+  'bootstrap-kubeconfig': {
+    help: 'Kubeconfig with bootstrap credentials (a bootstrap token): when --kubeconfig is missing or expired, a client certificate is requested with it and --kubeconfig is written.',
+    apply: (v, l) => void (l.bootstrapKubeconfig = nonEmpty(v)),
+  },
+  'rotate-certificates': { help: 'Renew the client certificate from the TLS bootstrap before it expires (default true).', bool: true, apply: (v, l) => void (l.rotateCertificates = parseBool(v)) },
   'hostname-override': { help: 'Use this name for the Node instead of the hostname.', apply: (v, l) => void (l.hostnameOverride = nonEmpty(v).trim()) },
   'node-ip': { help: 'IP address(es) of the node (comma list, one per family).', apply: (v, l) => void (l.nodeIPs = [...(l.nodeIPs ?? []), ...parseIPList(v)]) },
   'container-runtime-endpoint': {

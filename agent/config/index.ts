@@ -46,6 +46,7 @@ function validate(c: AgentConfig): string[] {
   if (c.maxPods > 10_000) problems.push(`--max-pods: ${c.maxPods} is more than 10000`);
   if (c.nodeStatusUpdateFrequencyMs <= 0) problems.push('nodeStatusUpdateFrequency must be positive');
   if (c.nodeStatusReportFrequencyMs < c.nodeStatusUpdateFrequencyMs) problems.push('nodeStatusReportFrequency must not be shorter than nodeStatusUpdateFrequency');
+  if (c.bootstrapKubeconfig !== undefined && c.kubeconfig === undefined) problems.push('--bootstrap-kubeconfig needs --kubeconfig (the path the agent writes)');
   if ((c.tlsCertFile === undefined) !== (c.tlsPrivateKeyFile === undefined)) problems.push('--tls-cert-file and --tls-private-key-file go together');
   const keys = c.registerWithTaints.map((t) => `${t.key}:${t.effect}`);
   if (new Set(keys).size !== keys.length) problems.push('--register-with-taints: duplicate key and effect');
@@ -70,6 +71,8 @@ export function resolveConfig(input: ResolveInput): ResolveResult {
   const containerRuntime = merged.containerRuntime ?? (endpointGiven?.endsWith('/docker.sock') ? 'docker' : 'cri');
   const config: AgentConfig = {
     kubeconfig: merged.kubeconfig,
+    bootstrapKubeconfig: merged.bootstrapKubeconfig,
+    rotateCertificates: merged.rotateCertificates ?? defaultConfig.rotateCertificates,
     configFile: flags.configFile,
     hostnameOverride: merged.hostnameOverride,
     nodeName: (merged.hostnameOverride ?? input.hostname).trim().toLowerCase(),

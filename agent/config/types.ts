@@ -16,6 +16,10 @@ export interface Taint {
 export interface AgentConfig {
   /** Path of the kubeconfig; undefined = standalone (no apiserver). */
   kubeconfig: string | undefined;
+  /** --bootstrap-kubeconfig: credentials for the TLS bootstrap when --kubeconfig is missing or its certificate expired (agent/bootstrap). */
+  bootstrapKubeconfig: string | undefined;
+  /** --rotate-certificates (file: rotateCertificates): renew the client certificate before it expires; default true. */
+  rotateCertificates: boolean;
   /** The config file the values came from, if any. */
   configFile: string | undefined;
   /** The Node's name: --hostname-override, else the machine's hostname, lower-cased. */
@@ -85,6 +89,7 @@ export const defaultConfig = {
   nodeStatusReportFrequencyMs: 5 * 60_000,
   nodeLeaseDurationSeconds: 40,
   registerNode: true,
+  rotateCertificates: true,
   logLevel: 'info',
   cniConfDir: '/etc/cni/net.d',
   podLogsDir: '/var/log/pods',

@@ -9,7 +9,9 @@
  * Authorization (simple lab rules, not RBAC): system:masters may do
  * everything; nodes (system:nodes, user system:node:<name>) may do what a
  * kubelet needs (read the cluster's objects, write their own Node and Lease,
- * pod status, events, reviews); system:node-proxier what kube-proxy needs;
+ * pod status, events, reviews, CSRs for their own client certificate);
+ * system:node-proxier what kube-proxy needs; system:bootstrappers (bootstrap
+ * tokens, bootstrap-tokens.ts) what kubeadm grants them: CSRs;
  * every authenticated user may read discovery.
  */
 import { KnodeError } from '../../lib/errors.js';
@@ -148,9 +150,25 @@ function allowNode(node: string, a: Attributes): boolean {
       return a.verb === 'create';
     case 'serviceaccounts':
       return sub === 'token' && a.verb === 'create';
+    case 'certificatesigningrequests':
+      // system:node (its own client certificate rotation) and
+      // system:certificates.k8s.io:certificatesigningrequests:selfnodeclient.
+      if (sub === 'selfnodeclient') return a.verb === 'create';
+      return sub === '' && ['create', ...readVerbs].includes(a.verb);
     default:
       return false;
   }
+}
+
+/**
+ * system:bootstrappers (kubeadm's bindings): system:node-bootstrapper (create,
+ * get, list, watch CSRs) and ...:certificatesigningrequests:nodeclient (the
+ * approver's check that the requester may ask for a node client certificate).
+ */
+function allowBootstrapper(a: Attributes): boolean {
+  if (a.group !== 'certificates.k8s.io' || a.resource !== 'certificatesigningrequests') return false;
+  if (a.subresource === 'nodeclient') return a.verb === 'create';
+  return !a.subresource && ['create', ...readVerbs].includes(a.verb);
 }
 
 function allowProxier(a: Attributes): boolean {
@@ -174,6 +192,7 @@ export function authorize(user: User, a: Attributes): Decision {
   const node = nodeName(user);
   if (node !== undefined && allowNode(node, a)) return { allowed: true, reason: `node ${node}` };
   if (user.groups.includes('system:node-proxier') && allowProxier(a)) return { allowed: true, reason: 'node-proxier' };
+  if (user.groups.includes('system:bootstrappers') && allowBootstrapper(a)) return { allowed: true, reason: 'node-bootstrapper' };
   return { allowed: false, reason: '' };
 }
 

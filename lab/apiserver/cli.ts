@@ -14,6 +14,9 @@
  *   --egress-netns NS       make outgoing connections (to kubelets) from NS
  *   --controllers           also run the lab controllers (lab/controllers) in this process
  *   --cluster-cidr CIDR     pod CIDR the node-ipam controller splits (default 10.244.0.0/16)
+ *   --cluster-signing-duration SECONDS
+ *                           validity of kubelet client certificates the csrsigning
+ *                           controller issues with the lab CA (default one year)
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -28,11 +31,12 @@ import type { ApiServerOptions } from './server.js';
 const log = createLogger({ component: 'apiserver' });
 
 /** The apiserver's options, plus the lab controllers to run in the same process (`--controllers`). */
-export type ApiServerArgs = ApiServerOptions & { controllers?: { clusterCIDR?: string } };
+export type ApiServerArgs = ApiServerOptions & { controllers?: { clusterCIDR?: string; clusterSigningDurationSeconds?: number } };
 
 export function parseArgs(argv: string[]): ApiServerArgs {
   const opts: ApiServerArgs = { dataDir: join(labDataDir, 'apiserver'), listen: [], nodes: [], extraSANs: [] };
   let clusterCIDR: string | undefined;
+  let signingSeconds: number | undefined;
   let controllers = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -71,6 +75,13 @@ export function parseArgs(argv: string[]): ApiServerArgs {
       case '--cluster-cidr':
         clusterCIDR = value();
         break;
+      case '--cluster-signing-duration': {
+        const v = value();
+        const m = /^(\d+)(s?)$/.exec(v);
+        if (!m || Number(m[1]) < 600) throw new KnodeError('USAGE', `--cluster-signing-duration needs seconds (at least 600), got "${v}"`);
+        signingSeconds = Number(m[1]);
+        break;
+      }
       case '--egress-netns':
         opts.egressNetns = value();
         break;
@@ -89,7 +100,13 @@ export function parseArgs(argv: string[]): ApiServerArgs {
     }
   }
   if (clusterCIDR !== undefined && !controllers) throw new KnodeError('USAGE', '--cluster-cidr needs --controllers');
-  if (controllers) opts.controllers = clusterCIDR === undefined ? {} : { clusterCIDR };
+  if (signingSeconds !== undefined && !controllers) throw new KnodeError('USAGE', '--cluster-signing-duration needs --controllers');
+  if (controllers) {
+    opts.controllers = {
+      ...(clusterCIDR === undefined ? {} : { clusterCIDR }),
+      ...(signingSeconds === undefined ? {} : { clusterSigningDurationSeconds: signingSeconds }),
+    };
+  }
   return opts;
 }
 
@@ -129,8 +146,16 @@ export async function main(argv: string[]): Promise<number> {
     try {
       const kubeconfigPath = join(opts.dataDir, 'controllers.kubeconfig');
       await writeSelfKubeconfig(server.adminKubeconfig, server.selfUrl, kubeconfigPath);
-      controllers = await startControllers({ kubeconfigPath, ...(opts.controllers.clusterCIDR ? { clusterCIDR: opts.controllers.clusterCIDR } : {}) });
-      process.stdout.write(`controllers running (scheduler, endpointslice, node-ipam, replicaset, deployment, garbage collector) against ${server.selfUrl}\n`);
+      controllers = await startControllers({
+        kubeconfigPath,
+        ...(opts.controllers.clusterCIDR ? { clusterCIDR: opts.controllers.clusterCIDR } : {}),
+        clusterSigning: {
+          certFile: server.pki.ca.certFile,
+          keyFile: server.pki.ca.keyFile,
+          ...(opts.controllers.clusterSigningDurationSeconds === undefined ? {} : { durationSeconds: opts.controllers.clusterSigningDurationSeconds }),
+        },
+      });
+      process.stdout.write(`controllers running (scheduler, endpointslice, node-ipam, replicaset, deployment, garbage collector, csrapproving, csrsigning) against ${server.selfUrl}\n`);
     } catch (err) {
       log.error('cannot start the controllers', { err });
       await server.close();

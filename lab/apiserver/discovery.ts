@@ -59,6 +59,7 @@ function entries(r: ResourceInfo): Record<string, unknown>[] {
     else if (sub === 'log') out.push({ ...base, kind: 'Pod', verbs: ['get'] });
     else if (sub === 'scale') out.push({ ...base, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
     else if (sub === 'finalize') out.push({ ...base, kind: r.kind, verbs: ['update'] });
+    else if (sub === 'approval') out.push({ ...base, kind: r.kind, verbs: ['get', 'patch', 'update'] });
   }
   return out;
 }

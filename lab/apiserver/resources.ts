@@ -6,8 +6,8 @@
 import { getPath } from './object.js';
 import type { KubeObject } from './object.js';
 
-export type NameRule = 'dns1123-subdomain' | 'dns1123-label' | 'dns1035-label';
-export type Subresource = 'status' | 'binding' | 'scale' | 'finalize' | 'log';
+export type NameRule = 'dns1123-subdomain' | 'dns1123-label' | 'dns1035-label' | 'path-segment';
+export type Subresource = 'status' | 'binding' | 'scale' | 'finalize' | 'log' | 'approval';
 
 export interface ResourceInfo {
   group: string;
@@ -187,6 +187,18 @@ export const resources: readonly ResourceInfo[] = [
     categories: ['all'],
     generation: true,
     fieldLabels: ['status.replicas'],
+  }),
+  def({
+    group: 'certificates.k8s.io',
+    version: 'v1',
+    resource: 'certificatesigningrequests',
+    kind: 'CertificateSigningRequest',
+    namespaced: false,
+    shortNames: ['csr'],
+    subresources: ['status', 'approval'],
+    // Upstream validates CSR names only as path segments (kubelet names carry upper case).
+    nameRule: 'path-segment',
+    fieldLabels: ['spec.signerName'],
   }),
   def({
     group: 'authentication.k8s.io',

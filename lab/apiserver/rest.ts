@@ -27,6 +27,7 @@ import type { ResourceInfo, Subresource } from './resources.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
 import type { Store, StoreEvent, StoreKey } from './store.js';
 import { metadataErrors, podSpecErrors, serviceSpecErrors } from './validation.js';
+import { approvalRemovedCause, csrErrors, csrStorage, csrUpdate } from './certificates.js';
 
 const log = createLogger({ component: 'apiserver-rest' });
 
@@ -356,6 +357,7 @@ export class Rest {
     const causes = metadataErrors(obj, info.nameRule);
     if (info.storage === 'pods') causes.push(...podSpecErrors(obj.spec));
     if (info.storage === 'services') causes.push(...serviceSpecErrors(obj.spec, this.nodePorts));
+    if (info.storage === csrStorage) causes.push(...csrErrors(obj));
     if (info.storage === 'deployments.apps' || info.storage === 'replicasets.apps') {
       const spec = getMap(obj, 'spec');
       const selector = getMap(spec, 'selector');
@@ -395,6 +397,9 @@ export class Rest {
         break;
       case 'secrets':
         foldStringData(obj);
+        break;
+      case csrStorage:
+        if (creating) obj.status = {};
         break;
     }
   }
@@ -567,7 +572,7 @@ export class Rest {
     if (sub === 'finalize') {
       next = clone(cur);
       next.spec = { ...(getMap(cur, 'spec') ?? {}), finalizers: getArray(getMap(desired, 'spec'), 'finalizers') ?? [] };
-    } else if (sub === 'status') {
+    } else if (sub === 'status' || sub === 'approval') {
       // Status writes change status only (upstream ResetObjectMetaForStatus).
       next = clone(cur);
       if (desired.status === undefined) delete next.status;
@@ -601,6 +606,11 @@ export class Rest {
       if (info.storage === 'services') dropTypeDependentFields(cur, next);
       if (info.storage === 'pods') this.checkPodUpdate(cur, next);
       if (info.generation && !jsonEqual(specPart(cur), specPart(next))) m.generation = (cm.generation ?? 0) + 1;
+    }
+    if (info.storage === csrStorage) {
+      csrUpdate(cur, desired, next, sub === 'status' || sub === 'approval' ? sub : undefined);
+      const removed = approvalRemovedCause(cur, next);
+      if (removed) throw invalid(info, name, [removed]);
     }
     next.metadata.resourceVersion = cur.metadata.resourceVersion;
     const causes = this.validate(info, next);

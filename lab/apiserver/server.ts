@@ -20,6 +20,8 @@ import { createLogger } from '../../lib/log.js';
 import { enterNetns, listenTcpInNetns } from '../../lib/netns-daemon.js';
 import { authorize, bearerToken, forbiddenMessage, parseTokenFile, userFromCertSubject, withAuthenticated } from './auth.js';
 import { review } from './reviews.js';
+import { bootstrapSecretName, bootstrapTokenNamespace, bootstrapTokenUser, parseBootstrapToken } from './bootstrap-tokens.js';
+import { csrStorage, stampRequester } from './certificates.js';
 import type { Attributes, User } from './auth.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, serverVersion } from './discovery.js';
 import { ApiError, badRequest } from './errors.js';
@@ -212,12 +214,19 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   let rest: Rest | undefined;
   let serverAddress = '';
 
-  const authenticate = (req: IncomingMessage): User | undefined | 'invalid' => {
+  const authenticate = async (req: IncomingMessage): Promise<User | undefined | 'invalid'> => {
     const header = req.headers.authorization;
     if (header) {
       const token = bearerToken(header);
       const user = token ? tokens.get(token) : undefined;
-      return user ? withAuthenticated(user) : 'invalid';
+      if (user) return withAuthenticated(user);
+      const boot = token ? parseBootstrapToken(token) : undefined;
+      if (!boot) return 'invalid';
+      const secret = await store.get({ storage: 'secrets', namespace: bootstrapTokenNamespace, name: bootstrapSecretName(boot.id) });
+      const result = bootstrapTokenUser(boot, secret, Date.now());
+      if ('user' in result) return result.user;
+      log.info('bootstrap token refused', { tokenId: boot.id, reason: result.reason });
+      return 'invalid';
     }
     const sock = req.socket as TLSSocket;
     if (sock.authorized) {
@@ -386,7 +395,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           sendJson(res, 201, review(info.resource, b, user, tokens));
           return;
         }
-        const result = sub === 'binding' ? await r.bind(ns, p.name!, b) : await r.create(info, ns, b);
+        const result =
+          sub === 'binding' ? await r.bind(ns, p.name!, b) : await r.create(info, ns, info.storage === csrStorage ? stampRequester(b, user) : b);
         sendJson(res, result.code, result.object);
         return;
       }
@@ -468,7 +478,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   /** An upgrade request (exec/attach/portforward streams): proxied to the kubelet of the pod's node. */
   const serveUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const url = new URL(req.url ?? '/', 'https://apiserver');
-    const user = authenticate(req);
+    const user = await authenticate(req);
     if (user === undefined || user === 'invalid') throw new ApiError('Unauthorized', 'Unauthorized');
     const s = streamPath(parsePath(url.pathname));
     if (s === undefined) throw new ApiError('NotFound', 'the server could not find the requested resource', {});
@@ -500,7 +510,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       sendJson(res, 200, serverVersion);
       return;
     }
-    const user = authenticate(req);
+    const user = await authenticate(req);
     if (user === undefined || user === 'invalid') {
       // Drain what the client sends so that the connection stays usable.
       req.resume();

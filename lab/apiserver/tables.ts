@@ -7,6 +7,7 @@
 import { getArray, getMap, getNumber, getString, isObject } from './object.js';
 import type { Json, KubeObject } from './object.js';
 import type { ResourceInfo } from './resources.js';
+import { csrCondition } from './certificates.js';
 
 export interface Column {
   name: string;
@@ -192,6 +193,14 @@ const printers: Record<string, Printer> = {
     columns: [nameCol, col('Type'), col('Data', 0, 'integer'), ageCol],
     row: (o, now) => [o.metadata.name ?? '', getString(o, 'type') ?? '', Object.keys(getMap(o, 'data') ?? {}).length, age(o, now)],
   },
+  'certificatesigningrequests.certificates.k8s.io': {
+    columns: [nameCol, ageCol, col('SignerName'), col('Requestor'), col('RequestedDuration'), col('Condition')],
+    row: (o, now) => {
+      const spec = getMap(o, 'spec');
+      const exp = getNumber(spec, 'expirationSeconds');
+      return [o.metadata.name ?? '', age(o, now), getString(spec, 'signerName') ?? '', getString(spec, 'username') ?? '', exp === undefined ? '<none>' : humanDuration(exp * 1000), csrCondition(o)];
+    },
+  },
   'deployments.apps': {
     columns: [nameCol, col('Ready'), col('Up-to-date', 0, 'integer'), col('Available', 0, 'integer'), ageCol],
     row: (o, now) => {
@@ -214,7 +223,7 @@ const generic: Printer = { columns: [nameCol, ageCol], row: (o, now) => [o.metad
 export type IncludeObject = 'None' | 'Metadata' | 'Object';
 
 export function toTable(info: ResourceInfo, objects: KubeObject[], opts: { includeObject?: IncludeObject; resourceVersion?: string; continue?: string; withColumns?: boolean }): unknown {
-  const printer = info.group === '' || info.group === 'apps' ? (printers[info.storage] ?? generic) : generic;
+  const printer = printers[info.storage] ?? generic;
   const now = Date.now();
   const include = opts.includeObject ?? 'Metadata';
   const metadata: Record<string, string> = {};

@@ -30,6 +30,9 @@ export function nameErrors(rule: NameRule, name: string): string[] {
         : [
             "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
           ];
+    case 'path-segment':
+      if (name === '.' || name === '..') return [`may not be '${name}'`];
+      return /[/%]/.test(name) ? [`may not contain '/' or '%'`] : [];
     case 'dns1123-subdomain':
       if (name.length > 253) return ['must be no more than 253 characters'];
       return dns1123Subdomain.test(name)

@@ -8,7 +8,7 @@ import type { ApiClient } from './client.js';
 import { eventRecorder } from './events.js';
 import type { EventRecorder } from './events.js';
 import { Informer } from './informer.js';
-import type { Deployment, EndpointSlice, Endpoints, Node, Pod, ReplicaSet, Service } from './types.js';
+import type { CertificateSigningRequest, Deployment, EndpointSlice, Endpoints, Node, Pod, ReplicaSet, Service } from './types.js';
 
 export interface Informers {
   pods: Informer<Pod>;
@@ -18,6 +18,7 @@ export interface Informers {
   endpointSlices: Informer<EndpointSlice>;
   replicaSets: Informer<ReplicaSet>;
   deployments: Informer<Deployment>;
+  csrs: Informer<CertificateSigningRequest>;
 }
 
 export interface ControllerContext {
@@ -34,7 +35,7 @@ export interface Controller {
 }
 
 export function createInformers(client: ApiClient, logger: Logger): Informers {
-  const mk = <T extends Pod | Node | Service | Endpoints | EndpointSlice | ReplicaSet | Deployment>(path: string, apiVersion: string, kind: string): Informer<T> =>
+  const mk = <T extends Pod | Node | Service | Endpoints | EndpointSlice | ReplicaSet | Deployment | CertificateSigningRequest>(path: string, apiVersion: string, kind: string): Informer<T> =>
     new Informer<T>({ client, path, apiVersion, kind, logger: logger.child({ informer: kind }) });
   return {
     pods: mk<Pod>('/api/v1/pods', 'v1', 'Pod'),
@@ -44,6 +45,7 @@ export function createInformers(client: ApiClient, logger: Logger): Informers {
     endpointSlices: mk<EndpointSlice>('/apis/discovery.k8s.io/v1/endpointslices', 'discovery.k8s.io/v1', 'EndpointSlice'),
     replicaSets: mk<ReplicaSet>('/apis/apps/v1/replicasets', 'apps/v1', 'ReplicaSet'),
     deployments: mk<Deployment>('/apis/apps/v1/deployments', 'apps/v1', 'Deployment'),
+    csrs: mk<CertificateSigningRequest>('/apis/certificates.k8s.io/v1/certificatesigningrequests', 'certificates.k8s.io/v1', 'CertificateSigningRequest'),
   };
 }
 

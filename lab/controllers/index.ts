@@ -1,6 +1,7 @@
 /**
  * The lab's controller manager: scheduler, endpointslice (+ endpoints),
- * node-ipam, ReplicaSet, Deployment and garbage collection, all ordinary API
+ * node-ipam, ReplicaSet, Deployment, garbage collection, the CSR approver and
+ * (given the cluster signing CA) the kubelet-client CSR signer, all ordinary API
  * clients of the apiserver named by `kubeconfigPath`, sharing one informer
  * per resource. `stop()` (or aborting `signal`) ends every loop and watch.
  */
@@ -16,6 +17,11 @@ import { GarbageCollector } from './gc.js';
 import { NodeIpamController } from './nodeipam.js';
 import { ReplicaSetController } from './replicaset.js';
 import { Scheduler } from './scheduler.js';
+import { CsrApprovingController } from './csrapproving.js';
+import { CsrSigningController } from './csrsigning.js';
+
+/** kube-controller-manager's --cluster-signing-duration default: one year. */
+export const defaultClusterSigningDurationSeconds = 365 * 24 * 3600;
 
 export interface ControllersOptions {
   kubeconfigPath: string;
@@ -25,6 +31,8 @@ export interface ControllersOptions {
   nodeCIDRMaskSize?: number;
   signal?: AbortSignal;
   logger?: Logger;
+  /** --cluster-signing-cert-file/-key-file: the CA the csrsigning controller signs kubelet client certificates with (unset: no signer). */
+  clusterSigning?: { certFile: string; keyFile: string; durationSeconds?: number };
   /** Subset to run (by name); default all. */
   only?: string[];
 }
@@ -44,7 +52,12 @@ export async function startControllers(options: ControllersOptions): Promise<Run
     new ReplicaSetController({ ...ctx, logger: logger.child({ controller: 'replicaset' }) }),
     new DeploymentController({ ...ctx, logger: logger.child({ controller: 'deployment' }) }),
     new GarbageCollector({ ...ctx, logger: logger.child({ controller: 'garbage-collector' }) }),
+    new CsrApprovingController({ ...ctx, logger: logger.child({ controller: 'csrapproving' }) }),
   ];
+  if (options.clusterSigning) {
+    const s = options.clusterSigning;
+    all.push(new CsrSigningController({ ...ctx, logger: logger.child({ controller: 'csrsigning' }) }, { certFile: s.certFile, keyFile: s.keyFile, durationSeconds: s.durationSeconds ?? defaultClusterSigningDurationSeconds }));
+  }
   const controllers = options.only ? all.filter((c) => options.only!.includes(c.name)) : all;
   const abort = new AbortController();
   // Every informer, watch and queue listens on this one signal.

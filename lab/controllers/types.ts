@@ -269,3 +269,31 @@ export function controllerOf(obj: KubeObject): OwnerReference | undefined {
 export function now(): string {
   return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
+
+export interface CertificateSigningRequestCondition {
+  type: string;
+  status: string;
+  reason?: string;
+  message?: string;
+  lastUpdateTime?: string;
+  lastTransitionTime?: string;
+}
+
+export interface CertificateSigningRequest extends KubeObject {
+  spec: {
+    /** base64 of the PEM request. */
+    request: string;
+    signerName: string;
+    usages?: string[];
+    expirationSeconds?: number;
+    username?: string;
+    uid?: string;
+    groups?: string[];
+    extra?: Record<string, string[]>;
+  };
+  status?: {
+    conditions?: CertificateSigningRequestCondition[];
+    /** base64 of the PEM certificate. */
+    certificate?: string;
+  };
+}

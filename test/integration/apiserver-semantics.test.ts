@@ -174,7 +174,7 @@ t.test('discovery, health and version', async (t) => {
   t.ok(byName.has('pods/status') && byName.has('pods/binding') && byName.has('nodes/status'));
   t.ok(byName.get('pods')!.verbs.includes('watch'));
   const groups = (await raw('GET', '/apis')).json as { groups: { name: string }[] };
-  t.same(groups.groups.map((g) => g.name).sort(), ['apps', 'authentication.k8s.io', 'authorization.k8s.io', 'coordination.k8s.io', 'discovery.k8s.io', 'events.k8s.io']);
+  t.same(groups.groups.map((g) => g.name).sort(), ['apps', 'authentication.k8s.io', 'authorization.k8s.io', 'certificates.k8s.io', 'coordination.k8s.io', 'discovery.k8s.io', 'events.k8s.io']);
   t.match((await raw('GET', '/apis/apps')).json, { kind: 'APIGroup', preferredVersion: { groupVersion: 'apps/v1' } });
   const appsList = (await raw('GET', '/apis/apps/v1')).json as { resources: { name: string; shortNames?: string[]; kind: string; group?: string }[] };
   t.match(appsList.resources.find((r) => r.name === 'deployments'), { shortNames: ['deploy'] });

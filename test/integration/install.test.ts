@@ -116,6 +116,28 @@ t.test('upgrade in place: a newer release replaces the programs, configuration k
   t.equal(inRoot(['/usr/local/bin/knode-agent', '--help']).code, 0, 'the upgraded agent runs');
 });
 
+t.test('TLS bootstrap: --bootstrap-token writes a bootstrap kubeconfig and the agent flag', async (t) => {
+  writeFileSync(join(root, 'root/ca.crt'), '-----BEGIN CERTIFICATE-----\nTUlJ\n-----END CERTIFICATE-----\n');
+  const bad = inRoot(['/root/install-node', '--release', '/root/knode-next.tar.gz', '--apiserver', 'https://192.0.2.1:6443', '--bootstrap-token', 'not-a-token', '--ca-cert', '/root/ca.crt'], true);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--bootstrap-token must look like abcdef\.0123456789abcdef/);
+  const args = ['/root/install-node', '--release', '/root/knode-next.tar.gz', '--apiserver', 'https://192.0.2.1:6443', '--bootstrap-token', 'abcdef.0123456789abcdef', '--ca-cert', '/root/ca.crt', '--node-name', 'worker-1'];
+  const r = inRoot(args, true);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /removed the earlier \/etc\/knode\/kubeconfig/);
+  t.notOk(existsSync(at('etc/knode/kubeconfig')), 'the agent writes its kubeconfig itself');
+  t.equal(lstatSync(at('etc/knode/bootstrap-kubeconfig')).mode & 0o777, 0o600, 'bootstrap kubeconfig is 0600');
+  const boot = readFileSync(at('etc/knode/bootstrap-kubeconfig'), 'utf8');
+  t.match(boot, /server: https:\/\/192\.0\.2\.1:6443/);
+  t.match(boot, /token: abcdef\.0123456789abcdef/);
+  t.match(boot, new RegExp(`certificate-authority-data: ${Buffer.from(readFileSync(join(root, 'root/ca.crt'))).toString('base64')}`));
+  t.match(readFileSync(at('etc/default/knode-agent'), 'utf8'), /KNODE_AGENT_ARGS="--bootstrap-kubeconfig=\/etc\/knode\/bootstrap-kubeconfig --hostname-override=worker-1"/);
+  const again = inRoot([...args.slice(0, 3), ...args.slice(9)], true);
+  t.equal(again.code, 0, again.stderr);
+  t.match(again.stderr, /keeping the installed \/etc\/knode\/bootstrap-kubeconfig/);
+  t.match(again.stderr, /\(0 change\(s\)\)/, 'a re-run without the token changes nothing');
+});
+
 t.test('bad arguments: exit 2 with a clear message, nothing changed', async (t) => {
   const r = inRoot(['/root/install-node', '--runtime', 'cri-o'], true);
   t.equal(r.code, 2);

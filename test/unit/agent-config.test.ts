@@ -159,6 +159,16 @@ t.test('bad flags: every problem listed in one CONFIG_INVALID', async (t) => {
   }
 });
 
+t.test('TLS bootstrap flags', async (t) => {
+  const c = resolve(['--kubeconfig=/etc/knode/kubeconfig', '--bootstrap-kubeconfig', '/etc/knode/bootstrap-kubeconfig']);
+  t.equal(c.bootstrapKubeconfig, '/etc/knode/bootstrap-kubeconfig');
+  t.equal(c.rotateCertificates, true, 'rotation on by default');
+  t.equal(resolve(['--kubeconfig=/k', '--rotate-certificates=false']).rotateCertificates, false);
+  t.equal(resolve(['--kubeconfig=/k', '--config=/f'], 'rotateCertificates: false\n').rotateCertificates, false);
+  t.match(problems(() => resolve(['--bootstrap-kubeconfig=/b'])), [/--bootstrap-kubeconfig needs --kubeconfig/]);
+  t.match(problems(() => resolve(['--kubeconfig=/k', '--config=/f'], 'rotateCertificates: yes please\n')), [/rotateCertificates: must be true or false/]);
+});
+
 t.test('validation of the merged result', async (t) => {
   t.match(problems(() => resolve(['--hostname-override=Bad_Name!'])), [/node name "bad_name!" is not a valid DNS subdomain/]);
   t.match(problems(() => resolve(['--root-dir=relative'])), [/--root-dir/]);

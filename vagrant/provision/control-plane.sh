@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Vagrant provisioning of the control plane: containerd, kubeadm/kubelet/kubectl from
 # pkgs.k8s.io, `kubeadm init` without the kube-proxy add-on (the workers run knode-proxy),
-# and one node kubeconfig per worker in /knode/build/vagrant/ (system:node:<name>, group
-# system:nodes, as the kubelet's TLS bootstrap would end with).
+# and what the workers join with in /knode/build/vagrant/: the cluster CA and a bootstrap
+# token (`kubeadm token create`), with which knode-agent does the kubelet's TLS bootstrap
+# (kubeadm's RBAC lets the token ask for node client certificates and auto-approves them).
 # Env: CP_IP POD_CIDR SERVICE_CIDR K8S WORKERS
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -39,7 +40,12 @@ chown -R vagrant:vagrant /home/vagrant/.kube
 out=/knode/build/vagrant
 mkdir -p "$out"
 cp /etc/kubernetes/admin.conf "$out/admin.kubeconfig"
-for i in $(seq 1 "${WORKERS}"); do
-  kubeadm kubeconfig user --client-name "system:node:worker-${i}" --org system:nodes > "$out/worker-${i}.kubeconfig"
-done
+cp /etc/kubernetes/pki/ca.crt "$out/ca.crt"
+# knode-proxy uses the node's credentials: give the nodes kube-proxy's read rights.
+kubectl create clusterrolebinding knode-proxy-nodes --clusterrole=system:node-proxier --group=system:nodes \
+  --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# A fresh token per provisioning run (24 h, kubeadm's default); workers wait for it.
+kubeadm token create --ttl 24h > "$out/bootstrap-token.new"
+mv "$out/bootstrap-token.new" "$out/bootstrap-token"
+rm -f "$out"/worker-*.kubeconfig
 echo "control plane ready: kubectl get nodes"

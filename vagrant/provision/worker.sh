@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Vagrant provisioning of a knode worker: kernel settings, then scripts/install-node (the
-# same script the install test runs) with the kubeconfig the control plane wrote for it.
-# Env: NODE_NAME NODE_IP RELEASE PROXY_MODE RUNTIME POD_CIDR
+# same script the install test runs) with the bootstrap token and CA the control plane
+# wrote: knode-agent requests its client certificate (TLS bootstrap) as `kubeadm join` would.
+# Env: NODE_NAME NODE_IP RELEASE PROXY_MODE RUNTIME POD_CIDR CP_IP
 set -euo pipefail
 
 swapoff -a; sed -i '/\sswap\s/d' /etc/fstab
@@ -11,11 +12,12 @@ modprobe overlay; modprobe br_netfilter; modprobe vxlan
 printf 'net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\n' > /etc/sysctl.d/knode.conf
 sysctl --system >/dev/null
 
-kubeconfig=/knode/build/vagrant/${NODE_NAME}.kubeconfig
-for _ in $(seq 1 60); do [ -f "$kubeconfig" ] && break; sleep 5; done
-[ -f "$kubeconfig" ] || { echo "worker: $kubeconfig not found; provision the control plane (cp) first" >&2; exit 1; }
+token_file=/knode/build/vagrant/bootstrap-token
+for _ in $(seq 1 60); do [ -s "$token_file" ] && break; sleep 5; done
+[ -s "$token_file" ] || { echo "worker: $token_file not found; provision the control plane (cp) first" >&2; exit 1; }
 
-/knode/scripts/install-node --release "${RELEASE}" --kubeconfig "$kubeconfig" \
+/knode/scripts/install-node --release "${RELEASE}" --apiserver "https://${CP_IP}:6443" \
+  --bootstrap-token "$(cat "$token_file")" --ca-cert /knode/build/vagrant/ca.crt \
   --node-name "${NODE_NAME}" --node-ip "${NODE_IP}" --runtime "${RUNTIME}" \
   --proxy-mode "${PROXY_MODE}" --cluster-cidr "${POD_CIDR}"
 systemctl --no-pager status knode-agent knode-proxy | grep -E '^\S|Active:' || true
