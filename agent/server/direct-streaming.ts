@@ -12,6 +12,11 @@
  *   upstream's kubelet sends), 4 resize ({"Width","Height"}), 255 close.
  *   The WebSocket is accepted first and the runtime session made after, so a
  *   runtime failure reaches kubectl as a Failure status on channel 3.
+ * - exec/attach over SPDY/3.1 (kubectl's fallback): remotecommand v4, one
+ *   client stream per streamType (error, stdin, stdout, stderr, resize); the
+ *   session starts once all the request asked for are open; stdin's FIN
+ *   closes the process's stdin; the Status goes on the error stream, then the
+ *   connection is closed.
  * - port-forward: kubectl speaks portforward.k8s.io over SPDY/3.1, either on
  *   the upgraded connection or tunneled in binary WebSocket messages
  *   (SPDY/3.1+portforward.k8s.io); both run one SpdyServer. Each forwarded
@@ -36,7 +41,7 @@ import { accept, channel, portForwardTunnelProtocol, sender, v5Protocol } from '
 
 export const v4Protocol = 'v4.channel.k8s.io';
 
-export type DirectPlan = 'ws-v5' | 'ws-v4' | 'tunnel' | 'spdy';
+export type DirectPlan = 'ws-v5' | 'ws-v4' | 'spdy-v4' | 'tunnel' | 'spdy';
 
 function offered(headers: IncomingMessage['headers']): string[] {
   return String(headers['sec-websocket-protocol'] ?? '')
@@ -53,6 +58,10 @@ export function directPlan(kind: StreamRequest['kind'], headers: IncomingMessage
     if (upgrade === 'websocket' && offered(headers).includes(portForwardTunnelProtocol)) return 'tunnel';
     return undefined;
   }
+  if (upgrade === 'spdy/3.1') {
+    const versions = String(headers['x-stream-protocol-version'] ?? '').split(',').map((v) => v.trim());
+    return versions.includes(v4Protocol) ? 'spdy-v4' : undefined;
+  }
   if (upgrade !== 'websocket') return undefined;
   const protocols = offered(headers);
   if (protocols.includes(v5Protocol)) return 'ws-v5';
@@ -61,7 +70,7 @@ export function directPlan(kind: StreamRequest['kind'], headers: IncomingMessage
 }
 
 export function directUnsupported(kind: StreamRequest['kind'], headers: IncomingMessage['headers']): string {
-  const want = kind === 'portForward' ? `SPDY/3.1 or WebSocket ${portForwardTunnelProtocol}` : `WebSocket ${v5Protocol} or ${v4Protocol}`;
+  const want = kind === 'portForward' ? `SPDY/3.1 or WebSocket ${portForwardTunnelProtocol}` : `WebSocket ${v5Protocol} or ${v4Protocol}, or SPDY/3.1 with ${v4Protocol}`;
   const got = String(headers.upgrade ?? '') === '' ? 'no upgrade' : `${String(headers.upgrade)} [${offered(headers).join(' ')}]`;
   return `this node streams ${kind} with ${want} (request offered ${got})`;
 }
@@ -177,6 +186,110 @@ export async function serveDirectStdio(req: IncomingMessage, socket: Duplex, hea
     await closed;
     sess.close();
   }
+}
+
+/** exec or attach for a SPDY/3.1 client: remotecommand v4. */
+export async function serveDirectStdioSpdy(socket: Duplex, head: Buffer, s: StreamRequest, open: () => Promise<StdioSession>, onError: (err: Error) => void): Promise<void> {
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${v4Protocol}\r\n\r\n`);
+  const expected = 1 + [s.stdin, s.stdout, s.stderr, s.tty].filter(Boolean).length;
+  const ids = new Map<string, number>();
+  const earlyStdin: Buffer[] = [];
+  let stdinFin = false;
+  let resizeBuf = '';
+  let session: StdioSession | undefined;
+  let started = false;
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  const send = (b: Buffer): void => {
+    if (socket.writable) socket.write(b);
+  };
+  const run = async (): Promise<void> => {
+    const errorId = ids.get('error')!;
+    const finish = (status: Record<string, unknown>): void => {
+      spdy.write(errorId, Buffer.from(JSON.stringify(status)));
+      for (const id of ids.values()) spdy.end(id);
+      socket.end();
+    };
+    try {
+      session = await open();
+    } catch (err) {
+      finish(failureStatus(errorMessage(err)));
+      return;
+    }
+    const sess = session;
+    void closed.then(() => sess.close());
+    if (sess.stdin !== undefined) {
+      for (const d of earlyStdin.splice(0)) sess.stdin.write(d);
+      if (stdinFin) sess.stdin.end();
+    }
+    const outputs: Promise<void>[] = [];
+    for (const [stream, type] of [
+      [sess.stdout, 'stdout'],
+      [sess.stderr, 'stderr'],
+    ] as const) {
+      const id = ids.get(type);
+      if (stream === undefined || id === undefined) continue;
+      stream.on('data', (d: Buffer) => spdy.write(id, d));
+      outputs.push(
+        new Promise((resolve) => {
+          stream.once('end', resolve);
+          stream.once('close', resolve);
+        }),
+      );
+    }
+    try {
+      const exitCode = await Promise.race([sess.wait(), closed.then(() => undefined)]);
+      await Promise.all(outputs);
+      finish(s.kind === 'exec' ? exitStatus(exitCode, s.command) : exitStatus(undefined, []));
+    } catch (err) {
+      finish(failureStatus(errorMessage(err)));
+    }
+  };
+  const spdy: SpdyServer = new SpdyServer(send, {
+    onStream: (id, headers) => {
+      const type = headers.get('streamtype') ?? '';
+      if (!['error', 'stdin', 'stdout', 'stderr', 'resize'].includes(type) || ids.has(type)) {
+        spdy.reset(id, 1);
+        return;
+      }
+      ids.set(type, id);
+      if (!started && ids.size >= expected && ids.has('error')) {
+        started = true;
+        run().catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err))));
+      }
+    },
+    onData: (id, data, fin) => {
+      if (id === ids.get('stdin')) {
+        const stdin = session?.stdin;
+        if (stdin === undefined) {
+          if (data.length > 0) earlyStdin.push(data);
+          if (fin) stdinFin = true;
+        } else {
+          if (data.length > 0) stdin.write(data);
+          if (fin) stdin.end();
+        }
+      } else if (id === ids.get('resize')) {
+        resizeBuf += data.toString('utf8');
+        const lines = resizeBuf.split('\n');
+        resizeBuf = lines.pop() ?? '';
+        for (const l of lines) {
+          const size = parseResize(Buffer.from(l));
+          if (size !== undefined) session?.resize(size.width, size.height).catch((err: unknown) => onError(new Error(`resize: ${errorMessage(err)}`)));
+        }
+      }
+    },
+    onReset: (id) => {
+      if (id === 0) socket.destroy();
+    },
+    onError: (err) => {
+      onError(err);
+      socket.destroy();
+    },
+  });
+  socket.on('data', (d: Buffer) => spdy.receive(d));
+  if (head.length > 0) spdy.receive(head);
+  await closed;
+  spdy.close();
+  session?.close();
 }
 
 interface ForwardPair {

@@ -15,7 +15,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { DirectStreams, RuntimeService } from '../runtime/types.js';
-import { directPlan, directUnsupported, serveDirectPortForward, serveDirectStdio } from './direct-streaming.js';
+import { directPlan, directUnsupported, serveDirectPortForward, serveDirectStdio, serveDirectStdioSpdy } from './direct-streaming.js';
 import { proxyToRuntime, unsupportedUpgrade, type StreamRequest } from './streaming.js';
 import { serveTunnel, serveV5, webSocketPlan } from './websocket.js';
 
@@ -63,7 +63,8 @@ export function directStreaming(streams: DirectStreams): StreamingBackend {
       } else if (plan !== undefined) {
         const opts = { tty: s.tty, stdin: s.stdin, stdout: s.stdout, stderr: s.stderr };
         const open = s.kind === 'exec' ? () => streams.execStream(id, { cmd: s.command, ...opts }) : () => streams.attachStream(id, opts);
-        await serveDirectStdio(u.req, u.socket, u.head, plan, s, open, onError);
+        if (plan === 'spdy-v4') await serveDirectStdioSpdy(u.socket, u.head, s, open, onError);
+        else await serveDirectStdio(u.req, u.socket, u.head, plan, s, open, onError);
       }
     },
   };

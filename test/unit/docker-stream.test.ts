@@ -12,7 +12,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { constants, createDeflate } from 'node:zlib';
 import WebSocket from 'ws';
-import { directPlan, exitStatus, parseResize, serveDirectPortForward, serveDirectStdio } from '../../agent/server/direct-streaming.js';
+import { directPlan, exitStatus, parseResize, serveDirectPortForward, serveDirectStdio, serveDirectStdioSpdy } from '../../agent/server/direct-streaming.js';
 import { decodeHeaderBlock, encodeSynReply, spdyDictionary, SpdyServer } from '../../agent/server/spdy-server.js';
 import { encodeData, encodeHeaderBlock, encodeSynStream, FrameReader, FLAG_FIN, SpdyClient } from '../../agent/server/spdy.js';
 import { parseStreamRequest } from '../../agent/server/streaming.js';
@@ -24,7 +24,8 @@ t.test('which upgrades the kubelet serves itself', async (t) => {
   t.equal(directPlan('exec', ws('v4.channel.k8s.io, v5.channel.k8s.io')), 'ws-v5');
   t.equal(directPlan('attach', ws('v4.channel.k8s.io')), 'ws-v4');
   t.equal(directPlan('exec', ws('channel.k8s.io')), undefined, 'v1 (plain-text errors) is not served');
-  t.equal(directPlan('exec', { upgrade: 'SPDY/3.1' }), undefined, 'remotecommand over SPDY is not served');
+  t.equal(directPlan('exec', { upgrade: 'SPDY/3.1', 'x-stream-protocol-version': 'v4.channel.k8s.io, v3.channel.k8s.io' }), 'spdy-v4', 'remotecommand v4 over SPDY');
+  t.equal(directPlan('exec', { upgrade: 'SPDY/3.1', 'x-stream-protocol-version': 'v3.channel.k8s.io' }), undefined, 'older remotecommand versions are not served');
   t.equal(directPlan('portForward', { upgrade: 'SPDY/3.1' }), 'spdy');
   t.equal(directPlan('portForward', ws('SPDY/3.1+portforward.k8s.io')), 'tunnel');
   t.equal(directPlan('portForward', ws('v4.channel.k8s.io')), undefined);
@@ -236,4 +237,35 @@ t.test('exec over v5.channel.k8s.io: output, close-stdin, exit Status; a failing
   const st = JSON.parse(failed.get(3) ?? '{}') as { status: string; message: string };
   t.equal(st.status, 'Failure');
   t.match(st.message, /no such container/);
+});
+
+t.test('exec over SPDY (remotecommand v4): streams by type, stdin FIN, Status on the error stream', async (t) => {
+  const port = await upgradeServer(t, (req, socket, head) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const s = parseStreamRequest(url.pathname, url.searchParams)!;
+    return serveDirectStdioSpdy(socket, head, s, async () => {
+      const stdin = new PassThrough();
+      const stdout = new PassThrough();
+      stdin.pipe(stdout);
+      return { stdin, stdout, stderr: undefined, resize: async () => undefined, wait: () => new Promise((r) => stdout.once('end', () => r(5))), close: () => stdout.destroy() };
+    }, () => undefined);
+  });
+  const sock = connect({ host: '127.0.0.1', port });
+  t.teardown(() => sock.destroy());
+  sock.write(`POST /exec/ns/pod/ctr?command=cat&stdin=1&stdout=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n`);
+  const head = await new Promise<string>((resolve) => sock.once('data', (d: Buffer) => resolve(d.toString('latin1'))));
+  t.match(head, /^HTTP\/1\.1 101 [^]*X-Stream-Protocol-Version: v4\.channel\.k8s\.io/);
+  const got = new Map<number, string>();
+  const client = new SpdyClient(sock, { onData: (id, d) => got.set(id, (got.get(id) ?? '') + d.toString()), onReset: () => undefined });
+  t.teardown(() => client.close());
+  const errorId = await client.openStream({ streamType: 'error' });
+  const stdinId = await client.openStream({ streamType: 'stdin' });
+  const stdoutId = await client.openStream({ streamType: 'stdout' });
+  client.write(stdinId, Buffer.from('abc'));
+  client.end(stdinId);
+  await new Promise((r) => sock.once('close', r));
+  t.equal(got.get(stdoutId), 'abc', 'stdin through the session to stdout');
+  const status = JSON.parse(got.get(errorId) ?? '{}') as { reason?: string; details?: { causes?: { message?: string }[] } };
+  t.equal(status.reason, 'NonZeroExitCode');
+  t.equal(status.details?.causes?.[0]?.message, '5');
 });
