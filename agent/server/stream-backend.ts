@@ -14,6 +14,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { KnodeError } from '../../lib/errors.js';
 import type { DirectStreams, RuntimeService } from '../runtime/types.js';
 import { directPlan, directUnsupported, serveDirectPortForward, serveDirectStdio, serveDirectStdioSpdy } from './direct-streaming.js';
 import { proxyToRuntime, unsupportedUpgrade, type StreamRequest } from './streaming.js';
@@ -58,9 +59,10 @@ export function directStreaming(streams: DirectStreams): StreamingBackend {
     unsupported: (s, headers) => (directPlan(s.kind, headers) === undefined ? directUnsupported(s.kind, headers) : undefined),
     async serve(u, s, id, onError) {
       const plan = directPlan(s.kind, u.req.headers);
+      if (plan === undefined) throw new KnodeError('BAD_REQUEST', directUnsupported(s.kind, u.req.headers));
       if (plan === 'spdy' || plan === 'tunnel') {
         await serveDirectPortForward(u.req, u.socket, u.head, plan, (port) => streams.portForwardConnect(id, port), onError);
-      } else if (plan !== undefined) {
+      } else {
         const opts = { tty: s.tty, stdin: s.stdin, stdout: s.stdout, stderr: s.stderr };
         const open = s.kind === 'exec' ? () => streams.execStream(id, { cmd: s.command, ...opts }) : () => streams.attachStream(id, opts);
         if (plan === 'spdy-v4') await serveDirectStdioSpdy(u.socket, u.head, s, open, onError);
