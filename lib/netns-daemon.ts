@@ -26,6 +26,7 @@ interface Libc {
   setsockopt: (fd: number, level: number, name: number, value: Buffer, len: number) => number;
   bind: (fd: number, addr: Buffer, len: number) => number;
   listen: (fd: number, backlog: number) => number;
+  connect: (fd: number, addr: Buffer, len: number) => number;
   close: (fd: number) => number;
 }
 let libc: Libc | undefined;
@@ -38,6 +39,7 @@ function load(): Libc {
     setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)') as Libc['setsockopt'],
     bind: lib.func('int bind(int fd, const void *addr, uint32_t len)') as Libc['bind'],
     listen: lib.func('int listen(int fd, int backlog)') as Libc['listen'],
+    connect: lib.func('int connect(int fd, const void *addr, uint32_t len)') as Libc['connect'],
     close: lib.func('int close(int fd)') as Libc['close'],
   };
   return libc;
@@ -71,6 +73,29 @@ export function listenTcpInNetns(nsPath: string, host: string, port: number, bac
     if (c.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, one, 4) !== 0) fail('setsockopt');
     if (c.bind(fd, addr, addr.length) !== 0) fail('bind');
     if (c.listen(fd, backlog) !== 0) fail('listen');
+    return fd;
+  });
+}
+
+/**
+ * A TCP connection to host:port made from inside the namespace at nsPath;
+ * returns its fd (for `new net.Socket({ fd })`, which makes it non-blocking).
+ * The connect is blocking, so use it for addresses that answer at once —
+ * loopback inside a pod (port-forward), where it succeeds or is refused
+ * immediately. ECONNREFUSED keeps its errno in `details`.
+ */
+export function connectTcpInNetns(nsPath: string, host: string, port: number): number {
+  const addr = sockaddrIn(host, port);
+  const c = load();
+  return withNetnsSync(nsPath, () => {
+    const fd = c.socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw new KnodeError('SOCKET_FAILED', `socket() failed (errno ${koffi.errno()})`);
+    if (c.connect(fd, addr, addr.length) !== 0) {
+      const errno = koffi.errno();
+      c.close(fd);
+      const why = errno === 111 ? 'connection refused' : `errno ${errno}`;
+      throw new KnodeError('CONNECT_FAILED', `connect to ${host}:${port} in ${nsPath}: ${why}`, { details: { errno } });
+    }
     return fd;
   });
 }

@@ -20,6 +20,7 @@
  *   callers branch on the code the CRI spec talks about. A missing image is not
  *   an error for imageStatus (undefined), as in CRI.
  */
+import type { Socket } from 'node:net';
 
 export type Labels = Record<string, string>;
 
@@ -441,6 +442,37 @@ export interface ImageService {
   imageFsInfo(options?: CallOptions): Promise<{ imageFilesystems: FilesystemUsage[]; containerFilesystems: FilesystemUsage[] }>;
 }
 
+/**
+ * One exec or attach session served by the agent itself (runtimes without a
+ * streaming server of their own, i.e. docker). Output is demultiplexed: with
+ * a TTY everything comes on stdout.
+ */
+export interface StdioSession {
+  /** Input; end() closes the process's stdin. undefined when stdin was not asked for. */
+  stdin: NodeJS.WritableStream | undefined;
+  stdout: NodeJS.ReadableStream;
+  /** undefined with a TTY or when stderr was not asked for. */
+  stderr: NodeJS.ReadableStream | undefined;
+  /** Resizes the TTY (no-op without one). */
+  resize(width: number, height: number): Promise<void>;
+  /** Resolves once the output ended: the exit code for exec, undefined for attach. */
+  wait(): Promise<number | undefined>;
+  /** Ends the session (the client went away); idempotent. */
+  close(): void;
+}
+
+/**
+ * Direct streaming (what cri-dockerd serves in-process): the kubelet server
+ * speaks kubectl's protocols itself and drives these, instead of proxying to
+ * a runtime's streaming URL.
+ */
+export interface DirectStreams {
+  execStream(containerId: string, exec: ExecOptions, options?: CallOptions): Promise<StdioSession>;
+  attachStream(containerId: string, attach: AttachOptions, options?: CallOptions): Promise<StdioSession>;
+  /** A TCP connection to 127.0.0.1:port inside the sandbox's network namespace. */
+  portForwardConnect(podSandboxId: string, port: number, options?: CallOptions): Promise<Socket>;
+}
+
 export interface WaitReadyOptions {
   /** Give up after this long; default 60 s. */
   timeoutMs?: number;
@@ -457,6 +489,11 @@ export interface Runtime extends RuntimeService, ImageService {
    * while it is unreachable (KnodeError 'UNAVAILABLE' after timeoutMs).
    */
   waitReady(options?: WaitReadyOptions): Promise<RuntimeVersion>;
+  /**
+   * Set by runtimes whose exec/attach/portForward URLs the agent serves
+   * itself (docker); undefined for CRI runtimes with their own streaming server.
+   */
+  readonly directStreams?: DirectStreams;
   close(): void;
 }
 

@@ -10,7 +10,8 @@
  * - Endpoints: /healthz, /pods, /containerLogs/{ns}/{pod}/{container},
  *   /run/{ns}/{pod}[/{uid}]/{container} (POST, cmd), /metrics,
  *   /stats/summary, and as upgrades /exec, /attach, /portForward
- *   (streaming.ts).
+ *   (stream-backend.ts: the runtime's streaming URL for CRI, served here
+ *   for docker).
  * - Errors are answered (400 bad parameters, 404 unknown pod/container/path,
  *   500 else) and logged; a handler never throws out of the server, and a
  *   client closing its connection only ends its own request.
@@ -24,14 +25,14 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { errorMessage, isKnodeError, KnodeError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { containerNameLabel, podUidLabel } from '../pods/labels.js';
-import type { RuntimeService } from '../runtime/types.js';
+import type { Runtime, RuntimeService } from '../runtime/types.js';
 import { bearerToken, nodeAttributes, userFromSubject, type RequestUser, type Reviewer } from './auth.js';
 import { findLogTarget, streamContainerLog } from './container-logs.js';
 import { parseContainerLogQuery } from './cri-log.js';
 import { createKubeletMetrics, metricPath } from './metrics.js';
 import { readSummary } from './stats.js';
-import { parseStreamRequest, proxyToRuntime, rejectUpgrade, unsupportedUpgrade, type StreamRequest } from './streaming.js';
-import { serveTunnel, serveV5, webSocketPlan } from './websocket.js';
+import { streamingBackendFor, type StreamingBackend } from './stream-backend.js';
+import { parseStreamRequest, rejectUpgrade, type StreamRequest } from './streaming.js';
 
 export interface KubeletServerOptions {
   nodeName: string;
@@ -45,7 +46,10 @@ export interface KubeletServerOptions {
   /** PEM of the CA whose client certificates authenticate; undefined = tokens only. */
   clientCA: string | undefined;
   reviewer: Reviewer;
-  runtime: RuntimeService;
+  /** With `directStreams` (docker), exec/attach/port-forward are served by the kubelet itself. */
+  runtime: RuntimeService & Pick<Runtime, 'directStreams'>;
+  /** How streams are served; default: `streamingBackendFor(runtime)`. */
+  streaming?: StreamingBackend;
   /** The pods this node runs (from the agent's pod informer). */
   pods: () => V1Pod[];
   logger: Logger;
@@ -99,6 +103,7 @@ export async function startKubeletServer(o: KubeletServerOptions): Promise<Kubel
   const startTime = new Date();
   const stopping = new AbortController();
   const upgraded = new Set<Duplex>();
+  const streaming = o.streaming ?? streamingBackendFor(o.runtime);
 
   const authenticate = async (req: IncomingMessage): Promise<RequestUser> => {
     const sock = req.socket as TLSSocket;
@@ -282,17 +287,16 @@ export async function startKubeletServer(o: KubeletServerOptions): Promise<Kubel
       });
   };
 
-  const streamUrl = async (s: StreamRequest): Promise<string> => {
+  /** The container (exec, attach) or sandbox (portForward) a stream goes to. */
+  const streamTarget = async (s: StreamRequest): Promise<string> => {
     const pod = findPod(s.namespace, s.pod, s.uid);
     if (s.kind === 'portForward') {
       const sandboxes = await o.runtime.listPodSandbox({ state: 'ready', labelSelector: { [podUidLabel]: pod.metadata?.uid ?? '' } });
       const sb = sandboxes[0];
       if (sb === undefined) throw new HttpError(400, `pod "${s.namespace}/${s.pod}" has no running sandbox`);
-      return o.runtime.portForward(sb.id, s.ports);
+      return sb.id;
     }
-    const id = await runningContainer(pod, s.container);
-    if (s.kind === 'exec') return o.runtime.exec(id, { cmd: s.command, tty: s.tty, stdin: s.stdin, stdout: s.stdout, stderr: s.stderr });
-    return o.runtime.attach(id, { tty: s.tty, stdin: s.stdin, stdout: s.stdout, stderr: s.stderr });
+    return runningContainer(pod, s.container);
   };
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -304,16 +308,14 @@ export async function startKubeletServer(o: KubeletServerOptions): Promise<Kubel
       await gate(req, url.pathname);
       const s = parseStreamOrThrow(url.pathname, url.searchParams);
       if (s === undefined) throw new HttpError(404, `404 page not found`);
-      const plan = webSocketPlan(s.kind, req.headers);
-      if (plan === undefined) throw new HttpError(400, unsupportedUpgrade(req.headers) ?? 'unsupported upgrade');
-      const target = await streamUrl(s);
-      log.debug('streaming', { kind: s.kind, pod: `${s.namespace}/${s.pod}`, container: s.container, plan });
+      const why = streaming.unsupported(s, req.headers);
+      if (why !== undefined) throw new HttpError(400, why);
+      const target = await streamTarget(s);
+      log.debug('streaming', { kind: s.kind, pod: `${s.namespace}/${s.pod}`, container: s.container, backend: streaming.name });
       upgraded.add(socket);
       metrics.httpInflight.inc(labels);
       try {
-        if (plan === 'v5') await serveV5(req, socket, head, target, s);
-        else if (plan === 'tunnel') await serveTunnel(req, socket, head, target);
-        else await proxyToRuntime(req, socket, head, target, (err) => log.debug('stream error', { err: errorMessage(err) }));
+        await streaming.serve({ req, socket, head }, s, target, (err) => log.debug('stream error', { err: errorMessage(err) }));
       } finally {
         metrics.httpInflight.dec(labels);
         upgraded.delete(socket);

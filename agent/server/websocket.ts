@@ -62,7 +62,7 @@ export function webSocketPlan(kind: StreamRequest['kind'], headers: IncomingMess
  * subprotocols against RFC 6455's token syntax, which
  * "SPDY/3.1+portforward.k8s.io" (with its '/') does not pass.
  */
-function accept(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string): Promise<WebSocket> {
+export function accept(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string): Promise<WebSocket> {
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
   delete req.headers['sec-websocket-protocol'];
   wss.on('headers', (headers: string[]) => headers.push(`Sec-WebSocket-Protocol: ${protocol}`));
@@ -70,7 +70,7 @@ function accept(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: st
 }
 
 /** Sends to the client, pausing `source` while too much is queued. */
-function sender(ws: WebSocket, source: Socket): (data: Buffer) => void {
+export function sender(ws: WebSocket, source: Pick<NodeJS.ReadableStream, 'pause' | 'resume' | 'isPaused'>): (data: Buffer) => void {
   let pending = 0;
   return (data) => {
     if (ws.readyState !== ws.OPEN) return;
@@ -121,7 +121,7 @@ export async function serveTunnel(req: IncomingMessage, socket: Duplex, head: Bu
   await closed;
 }
 
-const channel = { stdin: 0, stdout: 1, stderr: 2, error: 3, resize: 4, close: 255 } as const;
+export const channel = { stdin: 0, stdout: 1, stderr: 2, error: 3, resize: 4, close: 255 } as const;
 
 /** exec/attach for a v5.channel.k8s.io client, as remotecommand v4 over SPDY towards the runtime. */
 export async function serveV5(req: IncomingMessage, socket: Duplex, head: Buffer, url: string, s: StreamRequest): Promise<void> {

@@ -18,8 +18,10 @@
  * - Errors: KnodeError with the CRI status names: 404 → 'NOT_FOUND', socket
  *   not there / refused → 'UNAVAILABLE', a passed deadline →
  *   'DEADLINE_EXCEEDED', the rest 'UNKNOWN' (with the engine's message).
- * - exec/attach/portForward stream URLs are served by CRI runtimes; the agent's
- *   own streaming server is not there yet, so they fail with 'UNIMPLEMENTED'.
+ * - exec/attach/portForward: docker has no streaming server, so there are no
+ *   URLs (those calls fail with 'UNIMPLEMENTED'); `directStreams`
+ *   (streams.ts) is what the kubelet server uses instead, as cri-dockerd
+ *   serves them in-process.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -37,6 +39,7 @@ import type {
   ContainerStats,
   ContainerStatsFilter,
   ContainerStatusResult,
+  DirectStreams,
   ExecOptions,
   ExecSyncResult,
   FilesystemUsage,
@@ -82,6 +85,7 @@ import {
   sandboxNamespaces,
 } from './convert.js';
 import { FrameParser } from './frames.js';
+import { DockerStreams } from './streams.js';
 import { LogCopier } from './logs.js';
 
 export const defaultPauseImage = 'registry.k8s.io/pause:3.9';
@@ -141,6 +145,7 @@ export class DockerRuntime implements Runtime {
   private readonly pauseImage: string;
   private readonly cgroupParent: string | undefined;
   private minOomScoreAdj: Promise<number> | undefined;
+  readonly directStreams: DirectStreams;
 
   constructor(options: DockerRuntimeOptions) {
     this.endpoint = options.endpoint;
@@ -153,6 +158,7 @@ export class DockerRuntime implements Runtime {
     this.logs = new LogCopier(this.log);
     this.pauseImage = options.sandboxImage ?? defaultPauseImage;
     this.cgroupParent = options.cgroupParent;
+    this.directStreams = new DockerStreams(this.docker, (op, fn, o) => this.call(op, fn, o));
   }
 
   close(): void {
@@ -469,15 +475,15 @@ export class DockerRuntime implements Runtime {
   }
 
   exec(containerId: string, _exec: ExecOptions): Promise<string> {
-    return Promise.reject(new KnodeError('UNIMPLEMENTED', `docker backend: streaming exec into ${containerId} needs the agent's streaming server (not there yet)`));
+    return Promise.reject(new KnodeError('UNIMPLEMENTED', `docker backend: no streaming URL for exec into ${containerId} (the kubelet server streams it itself: directStreams)`));
   }
 
   attach(containerId: string, _attach: AttachOptions): Promise<string> {
-    return Promise.reject(new KnodeError('UNIMPLEMENTED', `docker backend: attach to ${containerId} needs the agent's streaming server (not there yet)`));
+    return Promise.reject(new KnodeError('UNIMPLEMENTED', `docker backend: no streaming URL for attach to ${containerId} (the kubelet server streams it itself: directStreams)`));
   }
 
   portForward(podSandboxId: string, _ports: number[]): Promise<string> {
-    return Promise.reject(new KnodeError('UNIMPLEMENTED', `docker backend: port-forward to ${podSandboxId} needs the agent's streaming server (not there yet)`));
+    return Promise.reject(new KnodeError('UNIMPLEMENTED', `docker backend: no streaming URL for port-forward to ${podSandboxId} (the kubelet server streams it itself: directStreams)`));
   }
 
   async containerStats(containerId: string, options?: CallOptions): Promise<ContainerStats> {
