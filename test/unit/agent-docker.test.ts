@@ -9,6 +9,7 @@ import { cniEnv, parseNetworkConfig, pluginInput, primaryIPs, selectConfig, type
 import {
   bindToMount,
   containerCreateOptions,
+  containerTimes,
   dockerAuth,
   exitReason,
   fromDockerLabels,
@@ -93,6 +94,14 @@ t.test('time, resolv.conf, pull references and auth', async (t) => {
   t.same(['busybox', 'a.io:5000/x', 'a.io:5000/x:1', 'x@sha256:00'].map(pullReference), ['busybox:latest', 'a.io:5000/x:latest', 'a.io:5000/x:1', 'x@sha256:00']);
   t.same(dockerAuth({ auth: Buffer.from('u:p:q').toString('base64') }, '127.0.0.1:5001/k/app:1'), { username: 'u', password: 'p:q', serveraddress: '127.0.0.1:5001' });
   t.equal(dockerAuth({ username: 'u', password: 'p' }, 'library/x').serveraddress, 'docker.io');
+});
+
+t.test('container times: an exit docker stamped before the start is clamped to the start', async (t) => {
+  const started = '2026-11-23T14:00:00.500000000Z';
+  t.same(containerTimes('exited', started, '2026-11-23T14:00:00.499000000Z'), { startedAt: rfc3339ToNanos(started), finishedAt: rfc3339ToNanos(started) });
+  t.same(containerTimes('exited', started, '2026-11-23T14:00:01Z'), { startedAt: rfc3339ToNanos(started), finishedAt: rfc3339ToNanos('2026-11-23T14:00:01Z') });
+  t.same(containerTimes('running', started, '0001-01-01T00:00:00Z'), { startedAt: rfc3339ToNanos(started), finishedAt: 0n });
+  t.same(containerTimes('created', '0001-01-01T00:00:00Z', '0001-01-01T00:00:00Z'), { startedAt: 0n, finishedAt: 0n });
 });
 
 t.test('CNI inputs', async (t) => {

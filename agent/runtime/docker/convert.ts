@@ -336,19 +336,32 @@ export function imageRefOf(image: { Id: string; RepoDigests?: string[] | null } 
   return image?.RepoDigests?.[0] ?? image?.Id ?? fallback;
 }
 
+/**
+ * Start and finish times (ns) of a container in `state`. dockerd records StartedAt after the
+ * process has started and FinishedAt from the exit event, so a container that exits at once can
+ * show FinishedAt a little before StartedAt; a container never finishes before it starts, so the
+ * finish is clamped to the start. Pure.
+ */
+export function containerTimes(state: ContainerState, startedAtText: string, finishedAtText: string): { startedAt: bigint; finishedAt: bigint } {
+  const startedAt = state === 'created' ? 0n : rfc3339ToNanos(startedAtText);
+  const finished = state === 'exited' ? rfc3339ToNanos(finishedAtText) : 0n;
+  return { startedAt, finishedAt: finished > 0n && finished < startedAt ? startedAt : finished };
+}
+
 /** A container's status from `docker inspect`. Pure. */
 export function containerStatusFromInspect(c: Dockerode.ContainerInspectInfo, image: Dockerode.ImageInspectInfo | undefined): ContainerStatus {
   const parsed = parseName(c.Name);
   const { labels, annotations } = fromDockerLabels(c.Config.Labels);
   const state = containerState(c.State.Status);
   const exitCode = state === 'exited' ? c.State.ExitCode : 0;
+  const { startedAt, finishedAt } = containerTimes(state, c.State.StartedAt, c.State.FinishedAt);
   return {
     id: c.Id,
     metadata: { name: parsed?.name ?? c.Config.Labels?.[containerNameLabel] ?? c.Name.replace(/^\//, ''), attempt: parsed?.attempt ?? 0 },
     state,
     createdAt: rfc3339ToNanos(c.Created),
-    startedAt: state === 'created' ? 0n : rfc3339ToNanos(c.State.StartedAt),
-    finishedAt: state === 'exited' ? rfc3339ToNanos(c.State.FinishedAt) : 0n,
+    startedAt,
+    finishedAt,
     exitCode,
     image: { image: c.Config.Image },
     imageRef: imageRefOf(image, c.Image),
