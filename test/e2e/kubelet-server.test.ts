@@ -13,11 +13,9 @@
 // covered by test/integration/kubelet-server-auth.test.ts: the lab has no
 // static tokens.)
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { request as httpRequest } from 'node:http';
 import type { V1Pod } from '@kubernetes/client-node';
 import { execFile, type ExecResult } from '../../lib/exec.js';
 import { repoRoot } from '../../lab/paths.js';
@@ -27,7 +25,8 @@ import { labNode } from '../../lab/machines/layout.js';
 import { containerdPaths } from '../../lab/machines/containerd.js';
 import { createCriRuntime } from '../../agent/runtime/cri/client.js';
 import { ensureClientCert, type CertPair, type Pki } from '../../lab/apiserver/pki.js';
-import WebSocket from 'ws';
+import { httpGet, spawnKubectl, wsExec } from '../helpers/kubectl-streams.js';
+import { until } from '../helpers/poll.js';
 
 const labScript = join(repoRoot, 'scripts/lab');
 const node = labNode(1);
@@ -42,21 +41,6 @@ const kubeEnv = { ...process.env, KUBECONFIG: controlPlanePaths.adminKubeconfig 
 
 function kubectl(args: string[], input?: string, timeoutMs = 60_000, env: Record<string, string> = {}): Promise<ExecResult> {
   return execFile('kubectl', args, { allowFailure: true, timeoutMs, env: { ...kubeEnv, ...env }, ...(input !== undefined ? { input } : {}) });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 500): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr !== undefined ? ` (last error: ${String(lastErr)})` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
 
 async function pod(name: string): Promise<V1Pod> {
@@ -88,63 +72,6 @@ async function agentHealthy(): Promise<boolean> {
 
 function agentPid(): number {
   return Number(readFileSync(agentPaths(node).pidFile, 'utf8').trim());
-}
-
-function spawnKubectl(args: string[], env: Record<string, string> = {}): { child: ChildProcess; out: () => string; exited: Promise<number | null> } {
-  const child = spawn('kubectl', args, { env: { ...kubeEnv, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return { child, out: () => out, exited };
-}
-
-function httpGet(port: number, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve(body));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-interface WsResult {
-  protocol: string;
-  channels: Map<number, string>;
-}
-
-/**
- * exec through the lab apiserver over WebSocket (channel protocol: one byte of
- * channel, then data); `input` goes to stdin, then (v5) stdin is closed.
- */
-function wsExec(podName: string, query: string, protocols: string[], input?: Buffer): Promise<WsResult> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`wss://127.0.0.1:6443/api/v1/namespaces/default/pods/${podName}/exec?${query}`, protocols, {
-      ca: readFileSync(controlPlanePaths.caCert),
-      cert: readFileSync(join(pkiDir, 'admin.crt')),
-      key: readFileSync(join(pkiDir, 'admin.key')),
-    });
-    const channels = new Map<number, string>();
-    ws.on('open', () => {
-      if (input === undefined) return;
-      ws.send(Buffer.concat([Buffer.from([0]), input]));
-      ws.send(Buffer.from([255, 0]));
-    });
-    ws.on('message', (data: Buffer) => {
-      if (data.length === 0) return;
-      channels.set(data[0]!, (channels.get(data[0]!) ?? '') + data.subarray(1).toString());
-    });
-    ws.on('unexpected-response', (_req, res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => reject(new Error(`HTTP ${res.statusCode}: ${body}`)));
-    });
-    ws.on('error', reject);
-    ws.on('close', () => resolve({ protocol: ws.protocol, channels }));
-  });
 }
 
 const manifests = [
