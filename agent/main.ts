@@ -35,6 +35,7 @@ import { notifySystemd } from '../lib/sd-notify.js';
 import { createRuntime, type DnsConfig, type Runtime } from './runtime/index.js';
 import type { EventRecorder, ObjectLookup, PodSource, PodStatusSink } from './pods/types.js';
 import { podKey } from './pods/types.js';
+import { mergePodStatus, podStatusPatch } from './pods/status-patch.js';
 import { systemMounter } from './pods/volumes.js';
 import { PodWorkers } from './pods/workers.js';
 import { startStaticPods } from './pods/static/index.js';
@@ -83,7 +84,10 @@ function apiLookup(kube: KubeClient, ttlMs = 5000): ObjectLookup {
   };
 }
 
-/** PATCHes pods/<name>/status (merge patch of the whole status) when it differs from the last one written for that uid. */
+/**
+ * PATCHes pods/<name>/status when it differs from the last one written for that uid: a merge patch
+ * that keeps conditions others own and clears fields that went away (pods/status-patch.ts).
+ */
 function apiStatusSink(kube: KubeClient, log: Logger): PodStatusSink & { forget(uid: string): void } {
   const last = new Map<string, string>();
   return {
@@ -94,7 +98,8 @@ function apiStatusSink(kube: KubeClient, log: Logger): PodStatusSink & { forget(
       const name = pod.metadata?.name ?? '';
       const namespace = pod.metadata?.namespace ?? 'default';
       try {
-        await kube.core.patchNamespacedPodStatus({ name, namespace, body: { metadata: { uid }, status } }, mergePatch);
+        const body = podStatusPatch(uid, pod.status, mergePodStatus(pod.status, status));
+        await kube.core.patchNamespacedPodStatus({ name, namespace, body }, mergePatch);
         last.set(uid, text);
         log.debug('pod status written', { pod: podKey(pod), phase: status.phase });
       } catch (err) {

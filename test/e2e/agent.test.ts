@@ -219,6 +219,24 @@ for (const runtime of ['containerd', 'docker'] as const) {
     t.equal(reason, 'InvalidImageName', 'waiting reason InvalidImageName');
     t.equal(live(await pods()).filter(isReady).length, 2, 'the web pods stay Ready');
 
+    // A readiness gate: Ready waits for the gate's condition, which another component sets; the
+    // agent's status writes keep that condition (they own only the kubelet's condition types).
+    const gated = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'gated', labels: { app: 'gated' } }, spec: { readinessGates: [{ conditionType: 'example.com/gate' }], containers: [{ name: 'c', image: 'knode.local/app:1.0' }] } };
+    t.equal((await kubectl(['create', '--validate=false', '-f', '-'], JSON.stringify(gated))).code, 0, 'pod with a readiness gate created');
+    t.teardown(() => kubectl(['delete', 'pod', 'gated', '--wait=false']));
+    const readyReason = (p: V1Pod | undefined): string | undefined => p?.status?.conditions?.find((c) => c.type === 'Ready')?.reason ?? p?.status?.conditions?.find((c) => c.type === 'Ready')?.status;
+    t.equal(await until('gated pod Running, not Ready', async () => {
+      const p = (await pods('app=gated'))[0];
+      return p?.status?.phase === 'Running' && readyReason(p) === 'ReadinessGatesNotReady' ? readyReason(p) : undefined;
+    }, 30_000), 'ReadinessGatesNotReady', 'Running but not Ready: ReadinessGatesNotReady');
+    const gatePatch = await kubectl(['patch', 'pod', 'gated', '--subresource=status', '-p', JSON.stringify({ status: { conditions: [{ type: 'example.com/gate', status: 'True' }] } })]);
+    t.equal(gatePatch.code, 0, 'gate condition set through the status subresource', { stderr: gatePatch.stderr });
+    const gatedReady = await until('gated pod Ready', async () => {
+      const p = (await pods('app=gated'))[0];
+      return p !== undefined && isReady(p) ? p : undefined;
+    }, 30_000);
+    t.equal(gatedReady.status?.conditions?.find((c) => c.type === 'example.com/gate')?.status, 'True', 'the gate condition survived the agent\'s status write');
+
     // SIGTERM: the agent exits, the pods keep running.
     const pid = agentPid('node-1');
     const running = await ctrContainers('node-1');

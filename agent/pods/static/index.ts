@@ -86,13 +86,13 @@ export function startStaticPods(o: StaticPodsOptions): StaticPods {
   let sourceReady = files === undefined;
   let waitingForNode = false;
 
-  const withUid = (pod: V1Pod, uid: string): V1Pod => ({ ...pod, metadata: { ...pod.metadata, uid } });
+  /** The static pod as the apiserver knows it: the mirror pod's uid and status (what a status patch is computed against). */
+  const asMirror = (pod: V1Pod, mirror: V1Pod): V1Pod => ({ ...pod, metadata: { ...pod.metadata, uid: mirror.metadata?.uid ?? '' }, status: mirror.status ?? {} });
 
   const writeStatus = async (staticPod: V1Pod, mirror: V1Pod): Promise<void> => {
     const status = lastStatus.get(staticPod.metadata?.uid ?? '');
-    const uid = mirror.metadata?.uid;
-    if (status === undefined || uid === undefined) return;
-    await o.statusSink.setStatus(withUid(staticPod, uid), status);
+    if (status === undefined || mirror.metadata?.uid === undefined) return;
+    await o.statusSink.setStatus(asMirror(staticPod, mirror), status);
   };
 
   // The mirror loop: serialised, level-triggered.
@@ -181,7 +181,7 @@ export function startStaticPods(o: StaticPodsOptions): StaticPods {
       if (files?.has(uid) === true) lastStatus.set(uid, status);
       const mirror = mirrors.get(podKey(pod));
       if (mirror?.metadata?.uid === undefined || mirror.metadata.deletionTimestamp != null || !isMirrorOf(mirror, pod)) return;
-      await o.statusSink.setStatus(withUid(pod, mirror.metadata.uid), status);
+      await o.statusSink.setStatus(asMirror(pod, mirror), status);
     },
   };
 
