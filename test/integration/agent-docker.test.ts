@@ -19,20 +19,16 @@ import { errorMessage } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { pushImages } from '../../lab/images/push.js';
 import { startRegistry, stopRegistry } from '../../lab/images/registry.js';
-import { imageArchive, imageRefs, registry } from '../../lab/paths.js';
+import { imageRefs, registry } from '../../lab/paths.js';
 import { createTestEnv, waitFor } from '../helpers/containerd.js';
 import { startDockerd } from '../helpers/dockerd.js';
+import { requireLabImages } from '../helpers/lab-images.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
   process.exit(0);
 }
-for (const name of ['pause', 'app'] as const) {
-  if (!existsSync(imageArchive(name, 'docker'))) {
-    t.fail(`${imageArchive(name, 'docker')} missing: run scripts/setup (or knode-lab images build)`);
-    process.exit(1);
-  }
-}
+requireLabImages(['docker']);
 
 const env = await createTestEnv(t, 'agent-docker');
 const { rand, tmp } = env;

@@ -9,7 +9,6 @@
  * touch a file) and wait, bounded, for the status and events to follow.
  */
 import t from 'tap';
-import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Container, V1Pod, V1PodStatus } from '@kubernetes/client-node';
@@ -18,21 +17,17 @@ import type { ObjectLookup } from '../../agent/pods/types.js';
 import type { CriRuntime } from '../../agent/runtime/cri/client.js';
 import { errorMessage } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
-import { imageArchive, imageRefs } from '../../lab/paths.js';
+import { imageRefs } from '../../lab/paths.js';
 import { cond, cs, latest, podMaker, podWorld, startCriContainerd, waitStatus, type World } from '../helpers/agent-pods.js';
 import { createTestEnv, waitFor } from '../helpers/containerd.js';
 import { netnsDialer } from '../helpers/netns-dialer.js';
+import { requireLabImages } from '../helpers/lab-images.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
   process.exit(0);
 }
-for (const name of ['pause', 'app'] as const) {
-  if (!existsSync(imageArchive(name, 'oci'))) {
-    t.fail(`${imageArchive(name, 'oci')} missing: run scripts/setup (or knode-lab images build)`);
-    process.exit(1);
-  }
-}
+requireLabImages(['oci']);
 
 const env = await createTestEnv(t, 'agent-probes');
 const { rand, tmp } = env;

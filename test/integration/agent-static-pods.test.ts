@@ -15,7 +15,6 @@
  * removes its mirror pod.
  */
 import t from 'tap';
-import { existsSync } from 'node:fs';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -32,19 +31,15 @@ import { PodWorkers } from '../../agent/pods/workers.js';
 import { createCriRuntime } from '../../agent/runtime/cri/client.js';
 import { createLogger } from '../../lib/log.js';
 import { startApiServer } from '../../lab/apiserver/server.js';
-import { imageArchive, imageRefs } from '../../lab/paths.js';
+import { imageRefs } from '../../lab/paths.js';
 import { createTestEnv, startContainerd, waitFor } from '../helpers/containerd.js';
+import { requireLabImages } from '../helpers/lab-images.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
   process.exit(0);
 }
-for (const name of ['pause', 'app'] as const) {
-  if (!existsSync(imageArchive(name, 'oci'))) {
-    t.fail(`${imageArchive(name, 'oci')} missing: run scripts/setup (or knode-lab images build)`);
-    process.exit(1);
-  }
-}
+requireLabImages(['oci']);
 
 const env = await createTestEnv(t, 'agent-static');
 const { rand, tmp } = env;

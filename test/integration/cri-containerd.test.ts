@@ -20,19 +20,15 @@ import { errorMessage, isKnodeError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { pushImages } from '../../lab/images/push.js';
 import { startRegistry, stopRegistry } from '../../lab/images/registry.js';
-import { imageArchive, imageRefs, registry as labRegistry } from '../../lab/paths.js';
+import { imageRefs, registry as labRegistry } from '../../lab/paths.js';
 import { createTestEnv, renderPlainHttpHosts, sleep, startContainerd, waitFor, type TestContainerd } from '../helpers/containerd.js';
+import { requireLabImages } from '../helpers/lab-images.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
   process.exit(0);
 }
-for (const name of ['pause', 'app'] as const) {
-  if (!existsSync(imageArchive(name, 'oci'))) {
-    t.fail(`${imageArchive(name, 'oci')} missing: run scripts/setup (or knode-lab images build)`);
-    process.exit(1);
-  }
-}
+requireLabImages(['oci']);
 
 const env = await createTestEnv(t, 'cri');
 const { rand, tmp } = env;

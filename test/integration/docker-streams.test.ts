@@ -10,26 +10,21 @@
  * the namespace and the temp dir.
  */
 import t from 'tap';
-import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createDockerRuntime } from '../../agent/runtime/docker/client.js';
 import type { ContainerConfig, PodSandboxConfig, StdioSession } from '../../agent/runtime/types.js';
 import { createLogger } from '../../lib/log.js';
-import { imageArchive, imageRefs } from '../../lab/paths.js';
+import { imageRefs } from '../../lab/paths.js';
 import { createTestEnv } from '../helpers/containerd.js';
 import { startDockerd } from '../helpers/dockerd.js';
+import { requireLabImages } from '../helpers/lab-images.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
   process.exit(0);
 }
-for (const name of ['pause', 'app'] as const) {
-  if (!existsSync(imageArchive(name, 'docker'))) {
-    t.fail(`${imageArchive(name, 'docker')} missing: run scripts/setup (or knode-lab images build)`);
-    process.exit(1);
-  }
-}
+requireLabImages(['docker']);
 
 const env = await createTestEnv(t, 'docker-streams');
 const { rand, tmp } = env;
