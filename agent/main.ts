@@ -57,7 +57,11 @@ export function parseResolvConf(text: string): DnsConfig {
   return { servers, searches, options };
 }
 
+/** How long the orderly stop after SIGTERM/SIGINT may take before the process exits anyway. */
+const STOP_DEADLINE_MS = 10_000;
+
 /** ConfigMaps, Secrets and Services through the API, cached for a few seconds (the workers sync every second). */
+
 function apiLookup(kube: KubeClient, ttlMs = 5000): ObjectLookup {
   const cache = new Map<string, { at: number; value: Promise<unknown> }>();
   const cached = <T>(key: string, load: () => Promise<T>): Promise<T> => {
@@ -359,11 +363,22 @@ async function main(argv: string[]): Promise<number> {
 
   await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
   notifySystemd(log, { STOPPING: 1 });
+  // The stop is bounded: a step stuck on the network or the runtime must not keep the process (pods keep running anyway).
+  let step = 'kubelet server';
+  const deadline = setTimeout(() => {
+    log.warn('stop took too long; exiting', { signal: stopSignal, pendingStep: step, afterMs: STOP_DEADLINE_MS });
+    process.exit(0);
+  }, STOP_DEADLINE_MS);
+  deadline.unref();
   await server?.stop();
+  step = 'pod informer and static pods';
   await Promise.all([informerDone, staticPods.done]);
+  step = 'pod workers';
   await workers.stop();
+  step = 'node status, lease and network';
   await Promise.all([node.stop(), network.done, rotation]);
   runtime.close();
+  clearTimeout(deadline);
   log.info('stopped', { signal: stopSignal });
   return 0;
 }
