@@ -116,9 +116,10 @@ t.test('an unreachable runtime at start: retries, does not crash; SIGTERM exits 
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  await new Promise((r) => setTimeout(r, 2500));
-  t.equal(child.exitCode, null, 'still running after 2.5 s without a runtime');
-  t.match(stderr, /runtime not ready, retrying/, 'logs the retries');
+  // Two retries logged (however long the machine takes to get there), and the process still runs.
+  await until('two runtime retries logged', async () => ((stderr.match(/runtime not ready, retrying/g) ?? []).length >= 2 || child.exitCode !== null ? true : undefined), 60_000);
+  t.equal(child.exitCode, null, 'still running after retrying without a runtime');
+  t.ok((stderr.match(/runtime not ready, retrying/g) ?? []).length >= 2, 'logs the retries');
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM: exit 0');
 });
