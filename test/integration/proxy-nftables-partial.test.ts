@@ -96,6 +96,19 @@ t.test('a sequence of partial syncs leaves the table a full sync would load', { 
     ['its endpoints', () => tracker.updateEndpointSlice(endpoints('new', ['10.64.5.1', '10.64.5.2']))],
     ['affinity off, NodePort changed', () => tracker.updateService(np('new', '10.96.0.20', 30021))],
     ['sticky deleted', () => tracker.deleteService('default', 'sticky')],
+    ['a Local-policy NodePort service with externalIPs', () => {
+      tracker.updateService(np('local', '10.96.0.30', 30030, { externalTrafficPolicy: 'Local', externalIPs: ['192.0.2.30'] }));
+      tracker.updateEndpointSlice(endpoints('local', ['10.64.6.1']));
+    }],
+    ['a LoadBalancer with source ranges', () => {
+      tracker.updateService({
+        metadata: { namespace: 'default', name: 'lb' },
+        spec: { type: 'LoadBalancer', clusterIP: '10.96.0.31', ports: [{ name: 'http', port: 80, nodePort: 30031 }], loadBalancerSourceRanges: ['203.0.113.0/25'] },
+        status: { loadBalancer: { ingress: [{ ip: '198.51.100.31' }] } },
+      });
+      tracker.updateEndpointSlice(endpoints('lb', ['10.64.7.1', '10.64.7.2']));
+    }],
+    ['lb: one endpoint replaced', () => tracker.updateEndpointSlice(endpoints('lb', ['10.64.7.1', '10.64.7.3']))],
     ['web: port renamed', () => tracker.updateService(service('web', '10.96.0.10', { type: 'NodePort', ports: [{ name: 'http2', port: 80, nodePort: 30080, targetPort: 8080 }] }))],
   ];
   for (const [what, step] of steps) {
