@@ -11,12 +11,21 @@
  *   replaced, then synced with only that service marked changed — the common case of a pod
  *   rollout; median of --partial rounds. The floor of a partial is not measured: the partial
  *   apply already is a single small iptables-restore / nft -f call.
- * - Compute share = compute / floor(full). RSS is this process's after the full sync: it holds
+ * - nftables only, "nft cache fetch": the time `nft -f` takes for one `add element` line
+ *   against the loaded table. nft 1.0.6 dumps every chain and set of the namespace before such
+ *   a command; partial syncs avoid the commands that need it (render.ts), so this is what a
+ *   partial sync would cost on top of its kernel transaction if they did not.
+ * - Compute share = compute / floor(full), in wall time and in CPU time. On a shared 2-core
+ *   machine the wall times swing with the load; CPU time does not: "sync CPU" is this process's
+ *   own CPU (process.cpuUsage) over the whole full sync (render, plus spawning nft and piping
+ *   the script: an upper bound of compute), "floor CPU" the nft / iptables-restore child's user +
+ *   system time (cutime + cstime of /proc/self/stat, 10 ms ticks). RSS is this process's after the full sync: it holds
  *   the model, the tracker and the backend, as knode-proxy does (plus the bench's own objects).
  * - Each (mode, size) pair gets fresh namespaces, deleted in `finally` even on failure.
  *
  * Usage (root): scripts/bench-proxy [--sizes 1000,10000] [--modes iptables,nftables] [--partial 5]
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { execFile } from '../lib/exec.js';
@@ -38,9 +47,13 @@ interface Row {
   services: number;
   full: SyncResult['duration'];
   floorMs: number;
+  syncCpuMs: number;
+  floorCpuMs: number;
   bytes: number;
   partial: SyncResult['duration'];
   rssMB: number;
+  /** nftables: one `add element` by `nft -f` against the loaded table (nft's cache fetch). */
+  fetchMs?: number;
 }
 
 function serviceObj(i: number): V1Service {
@@ -71,6 +84,19 @@ function median(xs: number[]): number {
   return s[Math.floor((s.length - 1) / 2)]!;
 }
 
+/** User + system CPU of this process's waited-for children, ms (/proc/self/stat cutime + cstime). */
+function childrenCpuMs(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state): cutime and cstime are fields 16 and 17.
+  return (Number(fields[13]) + Number(fields[14])) * 10;
+}
+
+function selfCpuMs(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1000;
+}
+
 async function timeMs(fn: () => Promise<unknown>): Promise<number> {
   const t0 = process.hrtime.bigint();
   await fn();
@@ -78,7 +104,10 @@ async function timeMs(fn: () => Promise<unknown>): Promise<number> {
 }
 
 /** A backend of `mode` in `ns` whose port records the last text it loaded. */
-function recordingBackend(mode: Mode, ns: Netns): { backend: ProxyBackend; last: () => string; floor: (target: Netns) => Promise<number> } {
+function recordingBackend(
+  mode: Mode,
+  ns: Netns,
+): { backend: ProxyBackend; last: () => string; floor: (target: Netns) => Promise<number>; fetchProbe?: () => Promise<number> } {
   let last = '';
   const common = { family: 'IPv4' as const, masqueradeBit: 14, masqueradeAll: false, clusterCIDR: '10.64.0.0/10', logger: quiet };
   if (mode === 'iptables') {
@@ -102,6 +131,7 @@ function recordingBackend(mode: Mode, ns: Netns): { backend: ProxyBackend; last:
       const floorPort = nftPort({ family: 'IPv4', netnsPath: target.path });
       return timeMs(() => floorPort.apply(last));
     },
+    fetchProbe: () => timeMs(() => real.apply('add element ip kube-proxy cluster-ips { 192.0.2.1 }\n')),
   };
 }
 
@@ -117,13 +147,17 @@ async function benchOne(mode: Mode, services: number, partialRounds: number): Pr
       tracker.updateService(serviceObj(i));
       tracker.updateEndpointSlice(sliceObj(i));
     }
-    const { backend, last, floor } = recordingBackend(mode, node);
+    const { backend, last, floor, fetchProbe } = recordingBackend(mode, node);
     const first = tracker.take();
+    const cpu0 = process.cpuUsage();
     const full = await backend.sync({ full: true, state: first.state, changed: first.changed });
+    const syncCpuMs = selfCpuMs(cpu0);
     if (!full.applied) throw new Error(`${mode} full sync at ${services} services was not applied`);
     const rssMB = process.memoryUsage().rss / 1048576;
     const bytes = last().length;
+    const children0 = childrenCpuMs();
     const floorMs = await floor(floorNs);
+    const floorCpuMs = childrenCpuMs() - children0;
 
     const partials: SyncResult['duration'][] = [];
     for (let round = 1; round <= partialRounds; round++) {
@@ -140,7 +174,8 @@ async function benchOne(mode: Mode, services: number, partialRounds: number): Pr
       applyMs: median(partials.map((d) => d.applyMs)),
       totalMs: median(partials.map((d) => d.totalMs)),
     };
-    return { mode, services, full: full.duration, floorMs, bytes, partial, rssMB };
+    const fetchMs = fetchProbe ? await fetchProbe() : undefined;
+    return { mode, services, full: full.duration, floorMs, syncCpuMs, floorCpuMs, bytes, partial, rssMB, fetchMs };
   } finally {
     for (const ns of made) await deleteNetns(ns);
   }
@@ -162,13 +197,13 @@ async function main(): Promise<void> {
   const versions = [(await execFile('iptables', ['--version'])).stdout.trim(), (await execFile('nft', ['--version'])).stdout.trim()];
   console.log(`knode-proxy sync benchmark — ${ENDPOINTS_PER_SERVICE} endpoints per service; ${versions.join('; ')}; node ${process.version}`);
   console.log('');
-  console.log('| mode | services | full: compute | full: apply | floor (load alone) | compute / floor | loaded | partial (1 endpoint): compute | partial: apply | partial: total | RSS after full |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log('| mode | services | full: compute | full: apply | floor (load alone) | compute / floor | sync CPU / floor CPU | loaded | partial (1 endpoint): compute | partial: apply | partial: total | nft cache fetch | RSS after full |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const services of sizes) {
     for (const mode of modes) {
       const r = await benchOne(mode, services, partialRounds);
       console.log(
-        `| ${r.mode} | ${r.services} | ${fmt(r.full.computeMs)} | ${fmt(r.full.applyMs)} | ${fmt(r.floorMs)} | ${((100 * r.full.computeMs) / r.floorMs).toFixed(1)} % | ${(r.bytes / 1048576).toFixed(1)} MB | ${fmt(r.partial.computeMs)} | ${fmt(r.partial.applyMs)} | ${fmt(r.partial.totalMs)} | ${r.rssMB.toFixed(0)} MB |`,
+        `| ${r.mode} | ${r.services} | ${fmt(r.full.computeMs)} | ${fmt(r.full.applyMs)} | ${fmt(r.floorMs)} | ${((100 * r.full.computeMs) / r.floorMs).toFixed(1)} % | ${fmt(r.syncCpuMs)} / ${fmt(r.floorCpuMs)} = ${((100 * r.syncCpuMs) / r.floorCpuMs).toFixed(1)} % | ${(r.bytes / 1048576).toFixed(1)} MB | ${fmt(r.partial.computeMs)} | ${fmt(r.partial.applyMs)} | ${fmt(r.partial.totalMs)} | ${r.fetchMs === undefined ? '—' : fmt(r.fetchMs)} | ${r.rssMB.toFixed(0)} MB |`,
       );
     }
   }

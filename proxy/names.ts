@@ -3,7 +3,11 @@
  * iptables names keep 16 characters (KUBE-SVC-XPGD46QRK7WJZT7O), nftables names 8. 16 base32
  * characters are exactly the first 10 bytes of the digest, so only those are encoded.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
+
+/** One-shot sha256: `crypto.hash` (Node ≥ 20.12, ~3× faster for short names) or createHash. */
+const sha256: (text: string) => Buffer =
+  typeof crypto.hash === 'function' ? (text) => crypto.hash('sha256', text, 'buffer') : (text) => crypto.createHash('sha256').update(text).digest();
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
@@ -26,7 +30,7 @@ function base32(bytes: Uint8Array, length: number): string {
 
 /** First `length` (≤ 16) base32 characters of sha256(text). */
 export function hashName(text: string, length = 16): string {
-  const digest = createHash('sha256').update(text).digest();
+  const digest = sha256(text);
   return base32(digest.subarray(0, 10), length);
 }
 

@@ -7,7 +7,7 @@
  */
 import t from 'tap';
 import { ChangeTracker } from '../../proxy/changes.js';
-import { NftablesBackend } from '../../proxy/backends/nftables/backend.js';
+import { NftablesBackend, STALE_DELETE_AGE_MS } from '../../proxy/backends/nftables/backend.js';
 import { nftPort, type NftPort } from '../../proxy/backends/nftables/apply.js';
 import { createTopology } from '../../proxy/testing/topology.js';
 import { endpoints, hits, service } from '../../proxy/testing/fixtures.js';
@@ -92,7 +92,7 @@ t.test('nftables backend in a throw-away node namespace', { timeout: 120_000 }, 
     t.comment(`partial sync: compute ${r.duration.computeMs.toFixed(1)} ms, apply ${r.duration.applyMs.toFixed(1)} ms`);
     const seen = await hits(topo, 'client', 'http://10.96.0.10/', 10);
     t.same([...seen.keys()], ['pod1'], JSON.stringify(Object.fromEntries(seen)));
-    clock += 2000;
+    clock += STALE_DELETE_AGE_MS + 1000; // deletions are batched (render.ts): at the latest after this age
     const r2 = await sync();
     t.equal(r2.stats.staleChains, 0);
     t.equal((await listTable()).match(/chain endpoint-/g)?.length, 3, 'web: 1 endpoint chain left, sticky: 2');

@@ -16,7 +16,7 @@ import { renderIptables, JUMP_RULES, type IptablesRenderOptions } from '../../pr
 import { IptablesBackend } from '../../proxy/backends/iptables/backend.js';
 import type { IptablesPort } from '../../proxy/backends/iptables/apply.js';
 import { applyNftUpdates, renderNftables, type NftKernelView, type NftRenderOptions } from '../../proxy/backends/nftables/render.js';
-import { NftablesBackend } from '../../proxy/backends/nftables/backend.js';
+import { NftablesBackend, STALE_DELETE_AGE_MS, STALE_DELETE_BATCH } from '../../proxy/backends/nftables/backend.js';
 import type { NftPort } from '../../proxy/backends/nftables/apply.js';
 import { backends, isProxyMode } from '../../proxy/backends/index.js';
 import { KnodeError } from '../../lib/errors.js';
@@ -365,6 +365,115 @@ t.test('partial syncs under churn end where a full sync would', async (t) => {
   }
 });
 
+/** Commands that make nft 1.0.6 dump every chain and set of the namespace before its transaction. */
+const CACHE_FETCHING = /^(add rule|add element|delete (element|chain|set)) /m;
+
+t.test('nftables partial sync: which chains and elements one change touches', async (t) => {
+  const { services, slices } = knodeTable();
+  const tr = trackerWith(services, slices);
+  const first = tr.take();
+  let view = renderNftables(first.state, nftOpts, { full: true, changed: first.changed, deletableChains: new Set() }).view!;
+  const step = (change: () => void, deletable: ReadonlySet<string> = new Set()) => {
+    change();
+    const r = tr.take();
+    const out = renderNftables(r.state, nftOpts, { full: false, changed: r.changed, deletableChains: deletable, prev: view });
+    view = applyNftUpdates(view, out);
+    return out;
+  };
+  const written = (text: string) => [...text.matchAll(/^add chain ip kube-proxy (\S+) \{/gm)].map((m) => m[1]!.replace(/-[A-Z0-9]{8}-/, '-H-'));
+  const ns2 = 'ns2/svc2/tcp/http';
+
+  await t.test('one endpoint replaced: the new endpoint chain and the service chain, nothing else', async (t) => {
+    const r = step(() => tr.updateEndpointSlice(slice('ns2', 'svc2', [{ ip: '10.180.0.1' }, { ip: '10.180.0.2' }, { ip: '10.180.0.7' }], [{ name: 'http', port: 8080 }])));
+    t.same(written(r.text).sort(), [`endpoint-H-${ns2}__10.180.0.7/8080`, `service-H-${ns2}`]);
+    t.same(r.flushedStale.map((c) => c.replace(/-[A-Z0-9]{8}-/, '-H-')), [`endpoint-H-${ns2}__10.180.0.3/8080`]);
+    t.equal(r.stats.writtenChains, 2);
+    t.same(r.elementUpdates, [], 'no map element changes');
+    t.notMatch(r.text, CACHE_FETCHING, 'nothing that makes nft fetch its cache');
+    t.equal(r.needsCache, false);
+  });
+
+  await t.test('an endpoint removed: only the service chain is rewritten', async (t) => {
+    const r = step(() => tr.updateEndpointSlice(slice('ns2', 'svc2', [{ ip: '10.180.0.1' }, { ip: '10.180.0.7' }], [{ name: 'http', port: 8080 }])));
+    t.same(written(r.text), [`service-H-${ns2}`]);
+    t.equal(r.flushedStale.length, 1);
+    t.equal(r.needsCache, false);
+  });
+
+  await t.test('affinity switched on: every endpoint chain is rewritten (its rules change)', async (t) => {
+    const r = step(() =>
+      tr.updateService(svc('ns2', 'svc2', { clusterIP: '172.30.0.42', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80 }] })),
+    );
+    t.same(written(r.text).sort(), [`endpoint-H-${ns2}__10.180.0.1/8080`, `endpoint-H-${ns2}__10.180.0.7/8080`, `service-H-${ns2}`]);
+    t.match(r.text, /^add set ip kube-proxy affinity-\S+ \{ type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; \}$/m);
+    t.match(r.text, /update @affinity-/);
+    t.equal(r.needsCache, false);
+  });
+
+  await t.test('a new service: its elements go in as map blocks, not `add element`', async (t) => {
+    const r = step(() => {
+      tr.updateService(svc('ns20', 'new', { clusterIP: '172.30.0.90', type: 'NodePort', ports: [{ name: 'p80', port: 80, nodePort: 30090 }] }));
+      tr.updateEndpointSlice(slice('ns20', 'new', [{ ip: '10.180.0.90' }], p80));
+    });
+    t.match(r.text, /^add set ip kube-proxy cluster-ips \{ type ipv4_addr ; comment "Active ClusterIPs" ; elements = \{ 172\.30\.0\.90 \} ; \}$/m);
+    t.match(r.text, /^add map ip kube-proxy service-ips \{ type ipv4_addr \. inet_proto \. inet_service : verdict ; comment "[^"]+" ; elements = \{ 172\.30\.0\.90 \. tcp \. 80 : goto service-\S+-ns20\/new\/tcp\/p80 \} ; \}$/m);
+    t.match(r.text, /^add map ip kube-proxy service-nodeports \{ .* elements = \{ tcp \. 30090 : goto external-\S+ \} ; \}$/m);
+    t.notMatch(r.text, CACHE_FETCHING);
+  });
+
+  await t.test('a service deleted: element deletions pay the cache fetch, so waiting stale chains go too', async (t) => {
+    const waiting = new Set(['endpoint-WAITING0-ns/x/tcp/p__10.0.0.1/80']);
+    const r = step(() => tr.deleteService('ns20', 'new'), waiting);
+    t.match(r.text, /^delete element ip kube-proxy service-ips \{ 172\.30\.0\.90 \. tcp \. 80 \}$/m);
+    t.match(r.text, /^delete element ip kube-proxy cluster-ips \{ 172\.30\.0\.90 \}$/m);
+    t.match(r.text, /^delete chain ip kube-proxy endpoint-WAITING0/m);
+    t.equal(r.needsCache, true);
+  });
+
+  await t.test('deletable stale chains wait when nothing else needs the cache, unless asked', async (t) => {
+    const waiting = new Set(['endpoint-WAITING1-ns/x/tcp/p__10.0.0.1/80']);
+    const change = (ip: string) => () => tr.updateEndpointSlice(slice('ns1', 'svc1', [{ ip }], p80));
+    let r = step(change('10.180.0.31'), waiting);
+    t.same(r.deletedChains, []);
+    t.equal(r.needsCache, false);
+    r = step(change('10.180.0.32'), waiting);
+    t.same(r.deletedChains, []);
+    const asked = renderNftables(tr.state(), nftOpts, { full: false, changed: new Set(), deletableChains: waiting, prev: view, deleteStaleNow: true });
+    t.same(asked.deletedChains, [...waiting]);
+    t.equal(asked.needsCache, true);
+  });
+});
+
+t.test('nftables backend: a large backlog of deletable stale chains is deleted at once', async (t) => {
+  const services: V1Service[] = [];
+  const slices: V1EndpointSlice[] = [];
+  for (let i = 0; i < 3; i++) {
+    services.push(svc('ns', `s${i}`, { clusterIP: `172.30.1.${i}`, ports: p80 }));
+    slices.push(slice('ns', `s${i}`, [{ ip: `10.180.1.${i}` }], p80));
+  }
+  const tr = trackerWith(services, slices);
+  const port = new FakeNft();
+  let now = 1_000_000;
+  const be = new NftablesBackend({ family: 'IPv4', masqueradeBit: 14, masqueradeAll: false, port, logger: quiet, now: () => now });
+  await be.sync({ full: true, ...state(tr) });
+  // Churn: each round replaces every service's endpoint, leaving one stale chain per service.
+  let round = 0;
+  let r = await be.sync({ full: false, ...state(tr) });
+  while (r.stats.staleChains! < STALE_DELETE_BATCH) {
+    round++;
+    for (let i = 0; i < 3; i++) tr.updateEndpointSlice(slice('ns', `s${i}`, [{ ip: `10.181.${round >> 8}.${round & 255}` }], p80));
+    now += 10;
+    r = await be.sync({ full: false, ...state(tr) });
+    t.notMatch(port.scripts.at(-1)!, CACHE_FETCHING, `round ${round}: nothing that makes nft fetch its cache`);
+    if (t.counts.fail > 0) break;
+  }
+  now += 1000;
+  tr.updateEndpointSlice(slice('ns', 's0', [{ ip: '10.182.0.1' }], p80));
+  r = await be.sync({ full: false, ...state(tr) });
+  t.ok(r.stats.staleChains! <= 3, `backlog deleted (${r.stats.staleChains} left)`);
+  t.ok((port.scripts.at(-1)!.match(/^delete chain /gm)?.length ?? 0) >= STALE_DELETE_BATCH);
+});
+
 // ---- backends with fake ports ----
 
 class FakeIptables implements IptablesPort {
@@ -478,8 +587,17 @@ t.test('nftables backend: full vs partial, stale chains deleted later', async (t
   now += 2000;
   r = await be.sync({ full: false, ...state(tr) });
   text = port.scripts.at(-1)!;
+  t.notMatch(text, /delete chain/, 'deletable, but batched: `delete chain` makes nft fetch its cache');
+  t.equal(r.stats.staleChains, 2);
+  t.equal(r.stats.nftCacheFetch, 0);
+
+  now += STALE_DELETE_AGE_MS;
+  r = await be.sync({ full: false, ...state(tr) });
+  text = port.scripts.at(-1)!;
   t.match(text, /^delete chain ip kube-proxy endpoint-OLD00000/m);
   t.match(text, /^delete chain ip kube-proxy endpoint-\S+-ns1\/svc1\/tcp\/p80__10\.180\.0\.1\/80$/m);
+  t.equal(r.stats.staleChains, 0);
+  t.equal(r.stats.nftCacheFetch, 1);
 
   port.failNext = true;
   tr.deleteService('ns3', 'svc3');

@@ -9,6 +9,10 @@
  *   only after `nft -f` succeeded.
  * - Stale chains are flushed in one sync and deleted in a later one, at least a second later
  *   (upstream: kernels before 6.2 may still see a reference from a just-deleted map element).
+ *   `delete chain` makes nft fetch every chain of the namespace first (see render.ts), so a
+ *   partial sync deletes them in batches: when the script pays that fetch anyway, when
+ *   STALE_DELETE_BATCH chains are waiting, or when one has waited STALE_DELETE_AGE_MS. A flushed
+ *   chain is empty and unreferenced: it only costs its name in the kernel meanwhile.
  */
 import { KnodeError, isKnodeError } from '../../../lib/errors.js';
 import { createLogger, type Logger } from '../../../lib/log.js';
@@ -16,6 +20,9 @@ import type { IPFamily } from '../../model.js';
 import type { BackendOptions, ProxyBackend, SyncRequest, SyncResult } from '../types.js';
 import { nftPort, type NftPort } from './apply.js';
 import { applyNftUpdates, emptyKernelView, renderNftables, type NftKernelView, type NftRenderOptions } from './render.js';
+
+export const STALE_DELETE_BATCH = 500;
+export const STALE_DELETE_AGE_MS = 60_000;
 
 export class NftablesBackend implements ProxyBackend {
   readonly mode = 'nftables' as const;
@@ -65,6 +72,7 @@ export class NftablesBackend implements ProxyBackend {
     }
     const now = this.now();
     const deletable = new Set([...this.stale].filter(([, at]) => now - at >= 1000).map(([c]) => c));
+    const deleteStaleNow = deletable.size >= STALE_DELETE_BATCH || [...this.stale.values()].some((at) => now - at >= STALE_DELETE_AGE_MS);
     const t1 = performance.now();
     const r = renderNftables(req.state, this.renderOpts, {
       full,
@@ -75,6 +83,7 @@ export class NftablesBackend implements ProxyBackend {
       pendingStale: new Set(this.stale.keys()),
       prev: full ? undefined : this.view,
       recreateBaseChains: this.firstSync,
+      deleteStaleNow,
     });
     const t2 = performance.now();
     try {
@@ -95,7 +104,7 @@ export class NftablesBackend implements ProxyBackend {
       applied: true,
       full,
       duration: { computeMs: t2 - t1, applyMs: t3 - t2 + (t1 - t0), totalMs: t3 - t0 },
-      stats: { ...r.stats, bytes: r.text.length, staleChains: this.stale.size },
+      stats: { ...r.stats, bytes: r.text.length, staleChains: this.stale.size, nftCacheFetch: r.needsCache ? 1 : 0 },
     };
   }
 
