@@ -120,6 +120,12 @@ export function shouldContainerBeRestarted(container: V1Container, pod: V1Pod, s
   return true;
 }
 
+/** Every regular container exited and will not be restarted: the pod is done (sidecars then stop). */
+export function regularContainersDone(pod: V1Pod, state: PodRuntimeState): boolean {
+  const containers = pod.spec?.containers ?? [];
+  return containers.length > 0 && containers.every((c) => latestContainer(state, c.name)?.state === 'exited' && !shouldContainerBeRestarted(c, pod, state));
+}
+
 function isInitContainerFailed(c: ContainerInfo): boolean {
   return (c.state === 'exited' && c.exitCode !== 0) || c.state === 'unknown';
 }
@@ -241,7 +247,7 @@ export function computePodActions(pod: V1Pod, state: PodRuntimeState, nowMs: num
   if (sidecars) {
     // The regular containers are done for good (upstream stops syncing a pod
     // whose phase is terminal): kill the pod, sidecars included.
-    if (containers.length > 0 && containers.every((c) => latestContainer(state, c.name)?.state === 'exited' && !shouldContainerBeRestarted(c, pod, state))) {
+    if (regularContainersDone(pod, state)) {
       actions.killPod = true;
       return actions;
     }

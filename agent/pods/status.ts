@@ -18,7 +18,7 @@
  *   regular containers finished is Succeeded/Failed once its sidecars stopped.
  */
 import type { V1Container, V1ContainerState, V1ContainerStatus, V1Pod, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
-import { isHostNetwork, isRestartableInitContainer, restartPolicy, shouldContainerBeRestarted } from './plan.js';
+import { isHostNetwork, isRestartableInitContainer, regularContainersDone, restartPolicy, shouldContainerBeRestarted } from './plan.js';
 import type { ContainerInfo, PodRuntimeState } from './types.js';
 
 export interface WaitingReason {
@@ -115,7 +115,7 @@ function containerStatuses(pod: V1Pod, state: PodRuntimeState, specs: V1Containe
     // A container that will be (re)started next shows why it waits.
     const reason = inputs.reasons?.get(spec.name);
     const willRestart = sidecar
-      ? pod.metadata?.deletionTimestamp === undefined // restarted whatever the pod's policy
+      ? pod.metadata?.deletionTimestamp === undefined && !regularContainersDone(pod, state) // restarted whatever the pod's policy, until the pod is done
       : init
         ? latest === undefined || latest.state !== 'exited' || latest.exitCode !== 0
         : shouldContainerBeRestarted(spec, pod, state);

@@ -360,6 +360,10 @@ t.test('status: a sidecar restarting after the apps ran: Running, not Pending; C
   t.match(s.initContainerStatuses![0], { name: 'log', ready: false, restartCount: 3, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 1 } } });
   t.equal(cond(s, 'Initialized')?.status, 'True', 'initialized before');
   t.match(cond(s, 'ContainersReady'), { status: 'False', message: 'containers with unready status: [log]' });
+  // The pod is done: a stale reason is not shown, the sidecar stays terminated.
+  const done = status(job, state([sandbox('notready')], [ctr(job, 'log', 'exited', { exitCode: 137 }), ctr(job, 'app', 'exited')]), { reasons });
+  t.match(done.initContainerStatuses![0]!.state, { terminated: { exitCode: 137 } });
+  t.equal(done.phase, 'Succeeded');
   // A sidecar that never started yet (image pull failing) while nothing ran: Pending.
   const pulling = status(scApp, state([sandbox()], []), { reasons: new Map([['log', { reason: 'ErrImagePull', message: 'no' }]]) });
   t.equal(pulling.phase, 'Pending');
