@@ -9,6 +9,14 @@
  *   succeeded), then only kill it.
  * - Init containers run one at a time, in order; a failed one restarts unless
  *   restartPolicy is Never, in which case the pod is killed (and fails).
+ * - Pods with sidecars (init containers with restartPolicy Always, KEP-753)
+ *   follow upstream's computeInitContainerActions: a sidecar counts as done
+ *   for the ordering once it is started (startup probe succeeded, or running
+ *   without one) and the next init container starts; it is restarted (with
+ *   back-off) whenever it exits, regardless of the pod's restartPolicy, and
+ *   killed and restarted on a liveness/startup failure or a changed spec. Once
+ *   the regular containers are done for good the pod is killed: sidecars do
+ *   not keep it alive.
  * - App containers that are not running start per restartPolicy; running ones
  *   are killed when their spec changed (restart regardless of policy) or their
  *   liveness/startup probe failed (restart per policy).
@@ -57,7 +65,8 @@ export interface PodActions {
   sandboxId: string | undefined;
   /** Attempt of the sandbox to create. */
   attempt: number;
-  nextInitContainerToStart: ContainerToStart | undefined;
+  /** Init containers to start, in spec order: the next one, and sidecars to restart. */
+  initContainersToStart: ContainerToStart[];
   containersToStart: ContainerToStart[];
   containersToKill: ContainerToKill[];
   /** Containers that would start but are still backing off. */
@@ -69,6 +78,11 @@ export interface PlanInputs {
   livenessFailed?: ReadonlySet<string>;
   /** Ids of running containers whose startup probe failed. */
   startupFailed?: ReadonlySet<string>;
+  /**
+   * Startup-probe results of running containers by id (true: succeeded). A
+   * sidecar with a startup probe counts as started only with `true` here.
+   */
+  started?: ReadonlyMap<string, boolean>;
 }
 
 export function isHostNetwork(pod: V1Pod): boolean {
@@ -78,6 +92,15 @@ export function isHostNetwork(pod: V1Pod): boolean {
 export function restartPolicy(pod: V1Pod): 'Always' | 'OnFailure' | 'Never' {
   const p = pod.spec?.restartPolicy;
   return p === 'OnFailure' || p === 'Never' ? p : 'Always';
+}
+
+/** A sidecar: an init container with restartPolicy Always (upstream IsRestartableInitContainer). */
+export function isRestartableInitContainer(container: V1Container): boolean {
+  return container.restartPolicy === 'Always';
+}
+
+export function hasRestartableInitContainer(pod: V1Pod): boolean {
+  return (pod.spec?.initContainers ?? []).some(isRestartableInitContainer);
 }
 
 function shouldRestartOnFailure(pod: V1Pod): boolean {
@@ -95,6 +118,12 @@ export function shouldContainerBeRestarted(container: V1Container, pod: V1Pod, s
   if (policy === 'Never') return false;
   if (policy === 'OnFailure' && status.exitCode === 0) return false;
   return true;
+}
+
+/** Every regular container exited and will not be restarted: the pod is done (sidecars then stop). */
+export function regularContainersDone(pod: V1Pod, state: PodRuntimeState): boolean {
+  const containers = pod.spec?.containers ?? [];
+  return containers.length > 0 && containers.every((c) => latestContainer(state, c.name)?.state === 'exited' && !shouldContainerBeRestarted(c, pod, state));
 }
 
 function isInitContainerFailed(c: ContainerInfo): boolean {
@@ -158,7 +187,7 @@ export function computePodActions(pod: V1Pod, state: PodRuntimeState, nowMs: num
     createSandbox: sb.changed,
     sandboxId: sb.sandboxId,
     attempt: sb.attempt,
-    nextInitContainerToStart: undefined,
+    initContainersToStart: [],
     containersToStart: [],
     containersToKill: [],
     backOff: [],
@@ -207,31 +236,44 @@ export function computePodActions(pod: V1Pod, state: PodRuntimeState, nowMs: num
       return actions;
     }
     if (inits.length !== 0) {
-      actions.nextInitContainerToStart = { name: inits[0]!.name, index: 0, restartCount: nextRestartCount(state, inits[0]!.name) };
+      actions.initContainersToStart.push({ name: inits[0]!.name, index: 0, restartCount: nextRestartCount(state, inits[0]!.name) });
       return actions;
     }
     for (const i of toStart) actions.containersToStart.push({ name: containers[i]!.name, index: i, restartCount: nextRestartCount(state, containers[i]!.name) });
     return actions;
   }
 
-  const init = findNextInitContainerToRun(pod, state);
-  if (!init.done) {
-    if (init.next !== undefined) {
-      if (init.failed !== undefined && !shouldRestartOnFailure(pod)) {
-        actions.killPod = true;
-      } else {
-        if (init.failed?.state === 'unknown') {
-          actions.containersToKill.push({
-            id: init.failed.id,
-            name: init.failed.name,
-            reason: 'UnknownState',
-            message: `Init container is in "unknown" state, try killing it before restart`,
-          });
-        }
-        actions.nextInitContainerToStart = startOrBackOff(inits[init.next]!.name, init.next, true);
-      }
+  const sidecars = hasRestartableInitContainer(pod);
+  if (sidecars) {
+    // The regular containers are done for good (upstream stops syncing a pod
+    // whose phase is terminal): kill the pod, sidecars included.
+    if (regularContainersDone(pod, state)) {
+      actions.killPod = true;
+      return actions;
     }
-    return actions;
+    const initialized = computeInitContainerActions(pod, state, actions, inputs, startOrBackOff);
+    if (actions.killPod || !initialized) return actions;
+  } else {
+    const init = findNextInitContainerToRun(pod, state);
+    if (!init.done) {
+      if (init.next !== undefined) {
+        if (init.failed !== undefined && !shouldRestartOnFailure(pod)) {
+          actions.killPod = true;
+        } else {
+          if (init.failed?.state === 'unknown') {
+            actions.containersToKill.push({
+              id: init.failed.id,
+              name: init.failed.name,
+              reason: 'UnknownState',
+              message: `Init container is in "unknown" state, try killing it before restart`,
+            });
+          }
+          const next = startOrBackOff(inits[init.next]!.name, init.next, true);
+          if (next !== undefined) actions.initContainersToStart.push(next);
+        }
+      }
+      return actions;
+    }
   }
 
   let keep = 0;
@@ -272,6 +314,120 @@ export function computePodActions(pod: V1Pod, state: PodRuntimeState, nowMs: num
     actions.containersToKill.push({ id: status.id, name: container.name, reason, message });
   });
 
-  if (keep === 0 && actions.containersToStart.length === 0 && actions.backOff.length === 0) actions.killPod = true;
+  if (keep === 0 && actions.containersToStart.length === 0 && !actions.backOff.some((b) => !b.init)) {
+    if (sidecars) {
+      // Sidecars do not keep the pod alive: none is (re)started.
+      actions.killPod = true;
+      actions.initContainersToStart = [];
+      actions.backOff = [];
+    } else if (actions.backOff.length === 0) {
+      actions.killPod = true;
+    }
+  }
   return actions;
+}
+
+type StartOrBackOff = (name: string, index: number, init: boolean) => ContainerToStart | undefined;
+
+/**
+ * upstream computeInitContainerActions (pods with sidecars): fills the init
+ * containers to start and the sidecars to kill into `actions`; true once the
+ * pod is initialized (the last init container is done or started, or a
+ * regular container was created).
+ *
+ * The init containers are walked backwards, as completed ones may be gone from
+ * the runtime: the newest that has a status decides what comes next, and the
+ * ones before it only matter when they are sidecars to keep running.
+ */
+function computeInitContainerActions(pod: V1Pod, state: PodRuntimeState, actions: PodActions, inputs: PlanInputs, startOrBackOff: StartOrBackOff): boolean {
+  const inits = pod.spec?.initContainers ?? [];
+  if (inits.length === 0) return true;
+  let initialized = (pod.spec?.containers ?? []).some((c) => {
+    const s = latestContainer(state, c.name)?.state;
+    // An exited one may be from a sandbox before a reboot: it does not say the current one was initialized.
+    return s === 'created' || s === 'running';
+  });
+  let previouslyInitialized = initialized;
+  const restartOnFailure = shouldRestartOnFailure(pod);
+  const toStart: ContainerToStart[] = [];
+  const start = (i: number): void => {
+    const next = startOrBackOff(inits[i]!.name, i, true);
+    if (next !== undefined) toStart.push(next);
+  };
+  const killAndRestart = (i: number, status: ContainerInfo, reason: KillReason, message: string): void => {
+    actions.containersToKill.push({ id: status.id, name: status.name, reason, message });
+    // Killed for a restart: it starts again at once, without back-off.
+    toStart.push({ name: status.name, index: i, restartCount: status.restartCount + 1 });
+  };
+
+  for (let i = inits.length - 1; i >= 0; i--) {
+    const container = inits[i]!;
+    const sidecar = isRestartableInitContainer(container);
+    const status = latestContainer(state, container.name);
+    if (status === undefined) {
+      // Initialized before but gone from the runtime: a sidecar must run again.
+      if (previouslyInitialized && sidecar) start(i);
+      continue;
+    }
+    // After initialization only the sidecars are kept running.
+    if (previouslyInitialized && !sidecar) continue;
+
+    switch (status.state) {
+      case 'created':
+        // Created and started go together; one left in 'created' failed to start: start another.
+        start(i);
+        break;
+      case 'running': {
+        if (!sidecar) break; // wait for it to finish
+        if (container.startupProbe !== undefined && container.startupProbe !== null) {
+          if (inputs.startupFailed?.has(status.id) === true) {
+            killAndRestart(i, status, 'StartupFailed', `Init container ${container.name} failed startup probe`);
+            break;
+          }
+          if (inputs.started?.get(status.id) !== true) break; // wait for the startup probe
+        }
+        if (i === inits.length - 1) initialized = true;
+        else if (!previouslyInitialized) start(i + 1); // started for the first time: the next one may start
+        if (status.hash !== '' && status.hash !== containerHash(container)) {
+          killAndRestart(i, status, 'SpecChanged', `Init container ${container.name} definition changed`);
+          break;
+        }
+        if (inputs.livenessFailed?.has(status.id) === true) {
+          killAndRestart(i, status, 'LivenessFailed', `Init container ${container.name} failed liveness probe`);
+        }
+        break;
+      }
+      case 'exited':
+        if (sidecar) {
+          start(i);
+        } else if (isInitContainerFailed(status)) {
+          if (!restartOnFailure) {
+            actions.killPod = true;
+            actions.initContainersToStart = [];
+            return false;
+          }
+          start(i);
+        } else if (i === inits.length - 1) {
+          initialized = true;
+        } else {
+          start(i + 1);
+        }
+        break;
+      default: {
+        // Unknown: kill it before starting it again (a regular one counts as failed).
+        if (!sidecar && !restartOnFailure) {
+          actions.killPod = true;
+          actions.initContainersToStart = [];
+          return false;
+        }
+        actions.containersToKill.push({ id: status.id, name: status.name, reason: 'UnknownState', message: `Init container is in "unknown" state, try killing it before restart` });
+        start(i);
+      }
+    }
+    previouslyInitialized = true;
+  }
+  // Nothing started yet: the first one.
+  if (!previouslyInitialized) start(0);
+  actions.initContainersToStart = toStart.sort((a, b) => a.index - b.index);
+  return initialized;
 }

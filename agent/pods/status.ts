@@ -9,9 +9,16 @@
  *   ContainerCreating (PodInitializing while the pod has init containers).
  * - Phase as upstream's getPhase; conditions in upstream order; times that did
  *   not change keep their lastTransitionTime from the previous status.
+ * - Sidecars (init containers with restartPolicy Always) as upstream: started
+ *   and ready from their probes like regular containers; Initialized once
+ *   every regular init container succeeded and every sidecar started;
+ *   ContainersReady/Ready need the sidecars ready too; for the phase a
+ *   running sidecar counts as running (one not started yet as pending
+ *   initialization) and a terminated one does not count, so a pod whose
+ *   regular containers finished is Succeeded/Failed once its sidecars stopped.
  */
 import type { V1Container, V1ContainerState, V1ContainerStatus, V1Pod, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
-import { isHostNetwork, restartPolicy, shouldContainerBeRestarted } from './plan.js';
+import { isHostNetwork, isRestartableInitContainer, regularContainersDone, restartPolicy, shouldContainerBeRestarted } from './plan.js';
 import type { ContainerInfo, PodRuntimeState } from './types.js';
 
 export interface WaitingReason {
@@ -104,15 +111,29 @@ function containerStatuses(pod: V1Pod, state: PodRuntimeState, specs: V1Containe
       }
       if (previous !== undefined && previous.state === 'exited') status.lastState = terminated(previous, runtimeName);
     }
+    const sidecar = init && isRestartableInitContainer(spec);
     // A container that will be (re)started next shows why it waits.
     const reason = inputs.reasons?.get(spec.name);
-    const willRestart = init ? latest === undefined || latest.state !== 'exited' || latest.exitCode !== 0 : shouldContainerBeRestarted(spec, pod, state);
+    const willRestart = sidecar
+      ? pod.metadata?.deletionTimestamp === undefined && !regularContainersDone(pod, state) // restarted whatever the pod's policy, until the pod is done
+      : init
+        ? latest === undefined || latest.state !== 'exited' || latest.exitCode !== 0
+        : shouldContainerBeRestarted(spec, pod, state);
     if (reason !== undefined && willRestart && latest?.state !== 'running' && inputs.terminal !== true) {
       if (status.state?.terminated !== undefined) status.lastState = status.state;
       status.state = { waiting: { reason: reason.reason, message: reason.message } };
     }
-    if (init && status.state?.terminated !== undefined) status.ready = status.state.terminated.exitCode === 0;
+    // A regular init container is ready once it succeeded (upstream's prober manager), never while it runs.
+    if (init && !sidecar) status.ready = status.state?.terminated?.exitCode === 0;
     return status;
+  });
+}
+
+/** upstream HasAnyRegularContainerStarted: a regular container runs or ran. */
+function anyRegularContainerStarted(pod: V1Pod, statuses: V1ContainerStatus[]): boolean {
+  return (pod.spec?.containers ?? []).some((c) => {
+    const s = statuses.find((x) => x.name === c.name);
+    return s?.state?.running !== undefined || s?.state?.terminated !== undefined;
   });
 }
 
@@ -120,7 +141,9 @@ function containerStatuses(pod: V1Pod, state: PodRuntimeState, specs: V1Containe
 export function podPhase(pod: V1Pod, initStatuses: V1ContainerStatus[], statuses: V1ContainerStatus[], terminal = false): string {
   let pendingInit = 0;
   let failedInit = 0;
-  for (const c of pod.spec?.initContainers ?? []) {
+  const inits = pod.spec?.initContainers ?? [];
+  for (const c of inits) {
+    if (isRestartableInitContainer(c)) continue;
     const s = initStatuses.find((x) => x.name === c.name);
     if (s === undefined) {
       pendingInit++;
@@ -143,6 +166,27 @@ export function podPhase(pod: V1Pod, initStatuses: V1ContainerStatus[], statuses
   let waiting = 0;
   let stopped = 0;
   let succeeded = 0;
+  // Sidecars: running counts (pending initialization until started); terminated ones do not count.
+  for (const c of inits) {
+    if (!isRestartableInitContainer(c)) continue;
+    const s = initStatuses.find((x) => x.name === c.name);
+    if (s === undefined) {
+      unknown++;
+    } else if (s.state?.running !== undefined) {
+      if (s.started !== true) pendingInit++;
+      running++;
+    } else if (s.state?.terminated !== undefined) {
+      // not counted
+    } else if (s.state?.waiting !== undefined) {
+      if (s.lastState?.terminated === undefined) {
+        pendingInit++;
+        waiting++;
+      }
+    } else {
+      pendingInit++;
+      unknown++;
+    }
+  }
   for (const c of pod.spec?.containers ?? []) {
     const s = statuses.find((x) => x.name === c.name);
     if (s === undefined) {
@@ -161,7 +205,8 @@ export function podPhase(pod: V1Pod, initStatuses: V1ContainerStatus[], statuses
   }
   const policy = restartPolicy(pod);
   if (failedInit > 0 && policy === 'Never') return 'Failed';
-  if (pendingInit > 0 || waiting > 0) return 'Pending';
+  // Sidecars restarting after the regular containers ran do not put the pod back to Pending.
+  if ((pendingInit > 0 && !anyRegularContainerStarted(pod, statuses)) || waiting > 0) return 'Pending';
   if (running > 0 && unknown === 0) return 'Running';
   if (running === 0 && stopped > 0 && unknown === 0) {
     if (terminal) return stopped === succeeded ? 'Succeeded' : 'Failed';
@@ -184,12 +229,13 @@ function names(list: string[]): string {
   return `[${list.join(' ')}]`;
 }
 
-function readyConditions(pod: V1Pod, statuses: V1ContainerStatus[], phase: string): [V1PodCondition, V1PodCondition] {
+function readyConditions(pod: V1Pod, initStatuses: V1ContainerStatus[], statuses: V1ContainerStatus[], phase: string): [V1PodCondition, V1PodCondition] {
   if (phase === 'Succeeded') return [condition('ContainersReady', false, 'PodCompleted'), condition('Ready', false, 'PodCompleted')];
   const unknown: string[] = [];
   const unready: string[] = [];
-  for (const c of pod.spec?.containers ?? []) {
-    const s = statuses.find((x) => x.name === c.name);
+  // The sidecars first (upstream GenerateContainersReadyCondition), then the regular containers.
+  for (const c of [...(pod.spec?.initContainers ?? []).filter(isRestartableInitContainer), ...(pod.spec?.containers ?? [])]) {
+    const s = [...initStatuses, ...statuses].find((x) => x.name === c.name);
     if (s === undefined) unknown.push(c.name);
     else if (!s.ready) unready.push(c.name);
   }
@@ -216,7 +262,8 @@ function initializedCondition(pod: V1Pod, initStatuses: V1ContainerStatus[], sta
   for (const c of pod.spec?.initContainers ?? []) {
     const s = initStatuses.find((x) => x.name === c.name);
     if (s === undefined) unknown.push(c.name);
-    else if (s.state?.terminated?.exitCode !== 0) incomplete.push(c.name);
+    // upstream isInitContainerInitialized: a sidecar once started, a regular one once it succeeded.
+    else if (isRestartableInitContainer(c) ? s.started !== true : s.state?.terminated?.exitCode !== 0) incomplete.push(c.name);
   }
   if (phase === 'Succeeded' && unknown.length === 0) return condition('Initialized', true, 'PodCompleted');
   // A regular container that ran means the pod was initialized before (init containers may be gone or restarting).
@@ -250,7 +297,7 @@ export function computePodStatus(pod: V1Pod, state: PodRuntimeState, inputs: Sta
   const phase = podPhase(pod, initStatuses, statuses, inputs.terminal === true);
   const sandbox = state.sandboxes[0];
   const sandboxReady = sandbox !== undefined && sandbox.state === 'ready' && (isHostNetwork(pod) || sandbox.ip !== '');
-  const [containersReady, ready] = readyConditions(pod, statuses, phase);
+  const [containersReady, ready] = readyConditions(pod, initStatuses, statuses, phase);
   const conditions = withTransitionTimes(
     [condition('PodScheduled', true), condition('PodReadyToStartContainers', sandboxReady), initializedCondition(pod, initStatuses, statuses, phase), containersReady, ready],
     previous?.conditions,

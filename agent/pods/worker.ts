@@ -13,6 +13,10 @@
  *   reasons (the reason cache), and the next sync tries again.
  * - A sync runs every `resyncMs` (the PLEG relist period) and at once on an
  *   update; syncs of one pod never overlap.
+ * - Pods with sidecars stop in upstream's order (termination-order.ts): the
+ *   regular containers first, then the sidecars in reverse spec order, all
+ *   within one grace period; this applies to deletion and to a pod whose
+ *   regular containers are done.
  * - Probes (probes/manager.ts) run beside the loop: each sync hands them the
  *   status it computed, and reads back readiness/started for the status and
  *   liveness/startup failures for the plan; a changed result syncs at once.
@@ -28,9 +32,10 @@ import { containerConfig, podSandboxConfig, type SandboxOptions } from './config
 import { configError, makeEnvironment } from './env.js';
 import { ensureImage, pullSecretCredentials, StartError } from './images-pull.js';
 import { podUidLabel } from './labels.js';
-import { computePodActions, type ContainerToStart, type PodActions } from './plan.js';
+import { computePodActions, hasRestartableInitContainer, isRestartableInitContainer, type ContainerToStart, type PodActions } from './plan.js';
 import { RuntimeStateCache } from './runtime-state.js';
 import { computePodStatus, sameStatus, type WaitingReason } from './status.js';
+import { TerminationOrdering } from './termination-order.js';
 import type { CredentialsLookup, EventRecorder, EventType, ObjectLookup, PodRuntimeState, PodStatusSink } from './types.js';
 import { podDescription, podKey, podReference } from './types.js';
 import { renderEtcHosts, wantsManagedEtcHosts } from './etc-hosts.js';
@@ -263,7 +268,7 @@ export class PodWorker {
       }
     }
     const live = state.containers.some((c) => c.state !== 'exited') || state.sandboxes.some((sb) => sb.state === 'ready');
-    const idle = !(actions.killPod && live) && !actions.createSandbox && actions.nextInitContainerToStart === undefined && actions.containersToStart.length === 0 && actions.containersToKill.length === 0;
+    const idle = !(actions.killPod && live) && !actions.createSandbox && actions.initContainersToStart.length === 0 && actions.containersToStart.length === 0 && actions.containersToKill.length === 0;
     if (!idle) {
       if (volumePaths !== undefined) await this.apply(pod, state, actions, volumePaths);
       else if (actions.killPod) await this.killPod(pod, state, undefined);
@@ -311,10 +316,10 @@ export class PodWorker {
     }
 
     const ctx = { sandboxId, sandboxConfig, podIPs, volumePaths, state };
-    if (actions.nextInitContainerToStart !== undefined) {
-      const spec = (pod.spec?.initContainers ?? [])[actions.nextInitContainerToStart.index]!;
-      await this.startContainer(pod, spec, actions.nextInitContainerToStart, true, ctx);
-      return;
+    for (const init of actions.initContainersToStart) {
+      const spec = (pod.spec?.initContainers ?? [])[init.index]!;
+      // A regular init container that did not start stops the sequence; a sidecar that did not start is retried on the next sync.
+      if (!(await this.startContainer(pod, spec, init, true, ctx)) && !isRestartableInitContainer(spec)) return;
     }
     await Promise.all(
       actions.containersToStart.map((s) => this.startContainer(pod, (pod.spec?.containers ?? [])[s.index]!, s, false, ctx)),
@@ -327,7 +332,7 @@ export class PodWorker {
     start: ContainerToStart,
     init: boolean,
     ctx: { sandboxId: string; sandboxConfig: PodSandboxConfig; podIPs: string[]; volumePaths: Map<string, string>; state: PodRuntimeState },
-  ): Promise<void> {
+  ): Promise<boolean> {
     const name = spec.name;
     const event = (type: EventType, reason: string, message: string): void => this.event(type, reason, message, name);
     try {
@@ -377,6 +382,7 @@ export class PodWorker {
       event('Normal', 'Started', `Started container ${name}`);
       this.reasons.delete(name);
       this.lastBackOffEvent.delete(name);
+      return true;
     } catch (err) {
       if (err instanceof StartError) {
         this.reasons.set(name, { reason: err.reason, message: err.message });
@@ -385,11 +391,15 @@ export class PodWorker {
         this.reasons.set(name, { reason: 'CreateContainerError', message: errorMessage(err) });
         this.log.warn('container start failed', { container: name, err });
       }
+      return false;
     }
   }
 
-  /** preStop, then StopContainer with what is left of the grace period (at least 2 s, as upstream). */
-  private async stopContainer(id: string, spec: V1Container | undefined, graceSeconds: number, podIPs: string[]): Promise<void> {
+  /**
+   * preStop, then (sidecars of a terminating pod) wait for the turn within the
+   * grace period, then StopContainer with what is left of it (at least 2 s, as upstream).
+   */
+  private async stopContainer(id: string, spec: V1Container | undefined, graceSeconds: number, podIPs: string[], waitForTurn?: (graceLeft: number) => Promise<unknown>): Promise<void> {
     const started = this.o.now();
     const preStop = spec?.lifecycle?.preStop;
     if (preStop !== undefined && graceSeconds > 0) {
@@ -397,6 +407,8 @@ export class PodWorker {
         this.event('Warning', 'FailedPreStopHook', `PreStopHook failed: ${errorMessage(err)}`, spec!.name);
       });
     }
+    const graceLeft = graceSeconds - (this.o.now() - started) / 1000;
+    if (waitForTurn !== undefined && graceLeft > 0) await waitForTurn(graceLeft);
     const left = Math.max(2, Math.ceil(graceSeconds - (this.o.now() - started) / 1000));
     try {
       await this.o.runtime.stopContainer(id, left, { timeoutMs: (left + 30) * 1000 });
@@ -429,21 +441,31 @@ export class PodWorker {
   }
 
   private namedPort(container: string, port: string): number {
-    const c = (this.pod.spec?.containers ?? []).find((x) => x.name === container);
+    const c = [...(this.pod.spec?.containers ?? []), ...(this.pod.spec?.initContainers ?? [])].find((x) => x.name === container);
     const p = c?.ports?.find((x) => x.name === port);
     return p?.containerPort ?? Number(port);
   }
 
-  /** Stops every live container (preStop honoured when a grace period is given) and the ready sandboxes. */
+  /**
+   * Stops every live container (preStop honoured when a grace period is given;
+   * sidecars after the regular containers, in reverse order) and the ready sandboxes.
+   */
   private async killPod(pod: V1Pod, state: PodRuntimeState, graceSeconds: number | undefined): Promise<void> {
     const grace = graceSeconds ?? gracePeriod(pod);
     const podIPs = this.podIPs(state);
     const live = state.containers.filter((c) => c.state === 'running' || c.state === 'created' || c.state === 'unknown');
+    const running = live.filter((c) => c.state === 'running').map((c) => c.name);
+    const ordering = hasRestartableInitContainer(pod) ? new TerminationOrdering(pod, running) : undefined;
     await Promise.all(
       live.map(async (c) => {
         const spec = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].find((x) => x.name === c.name);
         if (c.state === 'running') this.event('Normal', 'Killing', `Stopping container ${c.name}`, c.name);
-        await this.stopContainer(c.id, c.state === 'running' ? spec : undefined, grace, podIPs);
+        const waitForTurn = ordering !== undefined && c.state === 'running' ? (left: number) => ordering.waitForTurn(c.name, left) : undefined;
+        try {
+          await this.stopContainer(c.id, c.state === 'running' ? spec : undefined, grace, podIPs, waitForTurn);
+        } finally {
+          ordering?.terminated(c.name);
+        }
       }),
     );
     for (const sb of state.sandboxes) {

@@ -59,7 +59,7 @@ interface Summary {
   killPod: boolean;
   createSandbox: boolean;
   attempt: number;
-  init: string | undefined;
+  init: string[];
   start: string[];
   kill: string[];
   backOff: string[];
@@ -70,14 +70,14 @@ function summary(a: PodActions): Summary {
     killPod: a.killPod,
     createSandbox: a.createSandbox,
     attempt: a.attempt,
-    init: a.nextInitContainerToStart?.name,
+    init: a.initContainersToStart.map((c) => `${c.name}#${c.restartCount}`),
     start: a.containersToStart.map((c) => `${c.name}#${c.restartCount}`),
     kill: a.containersToKill.map((c) => `${c.name}:${c.reason}`),
     backOff: a.backOff.map((b) => b.name),
   };
 }
 
-const none = { killPod: false, createSandbox: false, attempt: 0, init: undefined, start: [], kill: [], backOff: [] };
+const none = { killPod: false, createSandbox: false, attempt: 0, init: [], start: [], kill: [], backOff: [] };
 
 interface Case {
   name: string;
@@ -90,11 +90,11 @@ interface Case {
 const always = pod();
 const cases: Case[] = [
   { name: 'fresh pod: create the sandbox, start the app', pod: always, state: () => state([], []), want: { killPod: true, createSandbox: true, start: ['app#0'] } },
-  { name: 'fresh pod with init containers: sandbox + first init', pod: pod({ inits: ['i1', 'i2'] }), state: () => state([], []), want: { killPod: true, createSandbox: true, init: 'i1' } },
+  { name: 'fresh pod with init containers: sandbox + first init', pod: pod({ inits: ['i1', 'i2'] }), state: () => state([], []), want: { killPod: true, createSandbox: true, init: ['i1#0'] } },
   { name: 'steady state: nothing to do', pod: always, state: (p) => state([sandbox()], [ctr(p, 'app', 'running')]), want: {} },
   { name: 'sandbox ready, container never created: start it', pod: always, state: () => state([sandbox()], []), want: { start: ['app#0'] } },
   { name: 'init 1 running: wait', pod: pod({ inits: ['i1', 'i2'] }), state: (p) => state([sandbox()], [ctr(p, 'i1', 'running')]), want: {} },
-  { name: 'init 1 done: start init 2', pod: pod({ inits: ['i1', 'i2'] }), state: (p) => state([sandbox()], [ctr(p, 'i1', 'exited')]), want: { init: 'i2' } },
+  { name: 'init 1 done: start init 2', pod: pod({ inits: ['i1', 'i2'] }), state: (p) => state([sandbox()], [ctr(p, 'i1', 'exited')]), want: { init: ['i2#0'] } },
   {
     name: 'inits done: start the apps',
     pod: pod({ inits: ['i1', 'i2'], apps: ['a', 'b'] }),
@@ -105,7 +105,7 @@ const cases: Case[] = [
     name: 'init failed, Always: restart it',
     pod: pod({ inits: ['i1', 'i2'] }),
     state: (p) => state([sandbox()], [ctr(p, 'i1', 'exited'), ctr(p, 'i2', 'exited', { exitCode: 1 })]),
-    want: { init: 'i2' },
+    want: { init: ['i2#1'] },
   },
   {
     name: 'init failed, Never: kill the pod',

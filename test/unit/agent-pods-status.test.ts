@@ -86,7 +86,7 @@ t.test('initializing: PodInitializing, ContainersNotInitialized', async (t) => {
   t.equal(s.conditions![2]!.message, 'containers with incomplete status: [i2]');
   t.same(s.containerStatuses![0]!.state, { waiting: { reason: 'PodInitializing' } });
   t.match(s.initContainerStatuses![0]!, { name: 'i1', ready: true, state: { terminated: { exitCode: 0, reason: 'Completed' } } });
-  t.match(s.initContainerStatuses![1]!, { name: 'i2', ready: true, started: true, state: { running: {} } });
+  t.match(s.initContainerStatuses![1]!, { name: 'i2', ready: false, started: true, state: { running: {} } });
   const done = status(p, st([ctr('i1', 'exited'), ctr('i2', 'exited'), ctr('app', 'running')]));
   t.equal(done.phase, 'Running');
   t.same(conds(done).slice(2), ['Initialized=True', 'ContainersReady=True', 'Ready=True']);

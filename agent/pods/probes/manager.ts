@@ -15,14 +15,17 @@
  *   with `stop()` (pod terminated, agent shutdown) or when the pod is done.
  *   A probe spec the agent cannot use (no handler, bad scheme) is logged once
  *   and skipped: the pod keeps running, as with a probe that never fails.
+ * - Probed containers are spec.containers and the sidecars (init containers
+ *   with restartPolicy Always, upstream's AddPod); regular init containers
+ *   have no probes (the API rejects them).
  */
-import type { V1Container, V1Pod, V1PodStatus } from '@kubernetes/client-node';
+import type { V1Container, V1ContainerStatus, V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { errorMessage } from '../../../lib/errors.js';
 import type { Logger } from '../../../lib/log.js';
 import { sleep } from '../../../lib/sleep.js';
 import type { EventType } from '../types.js';
 import type { PlanInputs } from '../plan.js';
-import { restartPolicy } from '../plan.js';
+import { isRestartableInitContainer, restartPolicy } from '../plan.js';
 import { runProbe, type ProberDeps } from './prober.js';
 import { probeTypeName, probeTypes, resolveProbe, type ProbeType, type ResolvedProbe } from './spec.js';
 import { ProbeResults, ProbeTracker, type ProbeView } from './tracker.js';
@@ -42,13 +45,27 @@ export function runtimeId(containerID: string | undefined): string {
   return i < 0 ? containerID : containerID.slice(i + 3);
 }
 
+/** The containers that get probes: the regular ones, then the sidecars. */
+export function probedContainers(pod: V1Pod): V1Container[] {
+  return [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? []).filter(isRestartableInitContainer)];
+}
+
+/** The status of a probed container: containerStatuses, else initContainerStatuses (as upstream's worker looks). */
+function probedStatus(status: V1PodStatus | undefined, container: string): V1ContainerStatus | undefined {
+  const cs = status?.containerStatuses?.find((c) => c.name === container);
+  if (cs !== undefined && runtimeId(cs.containerID) !== '') return cs;
+  return status?.initContainerStatuses?.find((c) => c.name === container);
+}
+
 /** A probe worker's view of its container, from a pod and its last computed status. Pure. */
 export function probeView(pod: V1Pod, status: V1PodStatus | undefined, container: string, nowMs: number): ProbeView {
-  const cs = status?.containerStatuses?.find((c) => c.name === container);
+  const cs = probedStatus(status, container);
   const startedAt = cs?.state?.running?.startedAt;
+  const sidecar = (pod.spec?.initContainers ?? []).some((c) => c.name === container && isRestartableInitContainer(c));
   return {
     phase: status?.phase ?? '',
-    restartPolicy: restartPolicy(pod),
+    // A sidecar is restarted whatever the pod's policy.
+    restartPolicy: sidecar ? 'Always' : restartPolicy(pod),
     deleting: pod.metadata?.deletionTimestamp !== undefined,
     container:
       cs === undefined || runtimeId(cs.containerID) === ''
@@ -140,7 +157,7 @@ export class PodProbes {
   }
 
   containerSpec(name: string): V1Container | undefined {
-    return (this.pod.spec?.containers ?? []).find((c) => c.name === name);
+    return probedContainers(this.pod).find((c) => c.name === name);
   }
 
   podIP(): string {
@@ -152,8 +169,8 @@ export class PodProbes {
     if (this.stopped) return;
     this.pod = pod;
     this.status = status;
-    for (const c of pod.spec?.containers ?? []) {
-      const cs = status.containerStatuses?.find((x) => x.name === c.name);
+    for (const c of probedContainers(pod)) {
+      const cs = probedStatus(status, c.name);
       if (cs === undefined || runtimeId(cs.containerID) === '') continue;
       for (const type of probeTypes) {
         const key = `${c.name}\0${type}`;
@@ -181,10 +198,10 @@ export class PodProbes {
     }
   }
 
-  /** Containers whose liveness or startup probe failed (plan.ts kills and restarts them). */
+  /** Containers whose liveness or startup probe failed (plan.ts kills and restarts them), and the startup results (sidecars' ordering). */
   planInputs(): PlanInputs {
     const failed = (r: ProbeResults): Set<string> => new Set(r.ids().filter((id) => r.get(id) === 'failure'));
-    return { livenessFailed: failed(this.results.liveness), startupFailed: failed(this.results.startup) };
+    return { livenessFailed: failed(this.results.liveness), startupFailed: failed(this.results.startup), started: this.started() };
   }
 
   /** Readiness by container id (status.ts): true only after the probe succeeded. */
