@@ -39,11 +39,27 @@ export function podRequests(pod: Pod): Resources {
     sum.cpu += r.cpu;
     sum.memory += r.memory;
   }
+  // Upstream PodRequests: sidecars (restartable init containers) run beside the apps, so they add up;
+  // a regular init container runs alone with the sidecars started before it.
+  const sidecars: Resources = { cpu: 0, memory: 0 };
+  const init: Resources = { cpu: 0, memory: 0 };
   for (const c of pod.spec.initContainers ?? []) {
     const r = listResources(c.resources?.requests);
-    sum.cpu = Math.max(sum.cpu, r.cpu);
-    sum.memory = Math.max(sum.memory, r.memory);
+    let peak: Resources;
+    if (c.restartPolicy === 'Always') {
+      sum.cpu += r.cpu;
+      sum.memory += r.memory;
+      sidecars.cpu += r.cpu;
+      sidecars.memory += r.memory;
+      peak = { ...sidecars };
+    } else {
+      peak = { cpu: r.cpu + sidecars.cpu, memory: r.memory + sidecars.memory };
+    }
+    init.cpu = Math.max(init.cpu, peak.cpu);
+    init.memory = Math.max(init.memory, peak.memory);
   }
+  sum.cpu = Math.max(sum.cpu, init.cpu);
+  sum.memory = Math.max(sum.memory, init.memory);
   const o = listResources(pod.spec.overhead);
   return { cpu: sum.cpu + o.cpu, memory: sum.memory + o.memory };
 }

@@ -59,6 +59,8 @@ export interface Container {
   image?: string;
   ports?: ContainerPort[];
   resources?: { requests?: ResourceList; limits?: ResourceList };
+  /** On init containers: 'Always' makes it a sidecar. */
+  restartPolicy?: string;
 }
 
 export interface Toleration {

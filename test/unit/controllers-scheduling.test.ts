@@ -47,6 +47,21 @@ t.test('requests: containers summed, init containers as a max, overhead added', 
   t.same(podRequests(p), { cpu: 510, memory: 64 * 2 ** 20 });
 });
 
+t.test('requests: sidecars add to the apps; a later init container runs beside the sidecars started before it', async (t) => {
+  const p: Pod = {
+    metadata: { name: 'p' },
+    spec: {
+      containers: [{ name: 'a', resources: { requests: { cpu: '100m', memory: '64Mi' } } }],
+      initContainers: [
+        { name: 'side', restartPolicy: 'Always', resources: { requests: { cpu: '50m', memory: '16Mi' } } },
+        { name: 'i', resources: { requests: { cpu: '300m' } } },
+      ],
+    },
+  };
+  // apps + sidecar = 150m / 80Mi; init "i" beside the sidecar = 350m: the max is taken per resource.
+  t.same(podRequests(p), { cpu: 350, memory: 80 * 2 ** 20 });
+});
+
 t.test('fit on cpu, memory and pod count', async (t) => {
   const n = node('n', { cpu: '1', memory: '1Gi', pods: '2' });
   t.same(filterNode(pod('a', {}, { cpu: '500m' }), info(n)), []);
