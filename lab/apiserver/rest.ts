@@ -28,6 +28,7 @@ import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } 
 import type { Store, StoreEvent, StoreKey } from './store.js';
 import { metadataErrors, podSpecErrors, serviceSpecErrors } from './validation.js';
 import { approvalRemovedCause, csrErrors, csrStorage, csrUpdate } from './certificates.js';
+import { admitPod } from './serviceaccount-admission.js';
 
 const log = createLogger({ component: 'apiserver-rest' });
 
@@ -70,6 +71,8 @@ export interface RestOptions {
   nodePortRange?: { min: number; max: number };
   /** Endpoints of the `kubernetes` service in `default`. */
   kubernetesEndpoint?: { ip: string; port: number };
+  /** Run the ServiceAccount admission plugin on pod create (serviceaccount-admission.ts). */
+  serviceAccountAdmission?: boolean;
 }
 
 export interface WriteResult {
@@ -134,6 +137,7 @@ export class Rest {
   readonly clusterIPs: ClusterIPAllocator;
   readonly nodePorts: PortAllocator;
   private readonly kubernetesEndpoint: { ip: string; port: number } | undefined;
+  private readonly serviceAccountAdmission: boolean;
   private nsTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -143,6 +147,7 @@ export class Rest {
     const range = options.nodePortRange ?? { min: 30000, max: 32767 };
     this.nodePorts = new PortAllocator(range.min, range.max);
     this.kubernetesEndpoint = options.kubernetesEndpoint;
+    this.serviceAccountAdmission = options.serviceAccountAdmission === true;
   }
 
   /** A core/v1 resource of the registry table. */
@@ -538,6 +543,9 @@ export class Rest {
     const causes = this.validate(info, obj);
     if (causes.length > 0) throw invalid(info, name, causes);
     await this.checkNamespace(info, namespace, name);
+    if (info.storage === 'pods' && this.serviceAccountAdmission) {
+      await admitPod(obj, { serviceAccount: (ns, n) => this.store.get({ storage: 'serviceaccounts', namespace: ns, name: n }) });
+    }
     let undo: (() => void) | undefined;
     if (info.storage === 'services') undo = this.allocateService(obj, undefined).undo;
     try {
