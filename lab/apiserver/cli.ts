@@ -22,9 +22,9 @@
  *                           default here: pods get serviceAccountName and the
  *                           kube-api-access projected volume)
  *   --service-account-min-token-expiration SECONDS
- *                           TESTS ONLY: lower bound of a TokenRequest's
- *                           expirationSeconds (default 600, as upstream), so a
- *                           test can watch a token being refreshed
+ *                           TESTS ONLY: lower bound of a TokenRequest's and a pod's
+ *                           serviceAccountToken expirationSeconds (default 600, as
+ *                           upstream), so a test can watch a token being refreshed
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

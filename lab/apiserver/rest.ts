@@ -28,7 +28,7 @@ import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } 
 import type { Store, StoreEvent, StoreKey } from './store.js';
 import { metadataErrors, podSpecErrors, serviceSpecErrors } from './validation.js';
 import { approvalRemovedCause, csrErrors, csrStorage, csrUpdate } from './certificates.js';
-import { admitPod } from './serviceaccount-admission.js';
+import { admitPod, projectedTokenErrors } from './serviceaccount-admission.js';
 
 const log = createLogger({ component: 'apiserver-rest' });
 
@@ -73,6 +73,8 @@ export interface RestOptions {
   kubernetesEndpoint?: { ip: string; port: number };
   /** Run the ServiceAccount admission plugin on pod create (serviceaccount-admission.ts). */
   serviceAccountAdmission?: boolean;
+  /** Lower bound of serviceAccountToken expirationSeconds in pod specs (default 600; tests only). */
+  minTokenExpirationSeconds?: number;
 }
 
 export interface WriteResult {
@@ -138,6 +140,7 @@ export class Rest {
   readonly nodePorts: PortAllocator;
   private readonly kubernetesEndpoint: { ip: string; port: number } | undefined;
   private readonly serviceAccountAdmission: boolean;
+  private readonly minTokenExpirationSeconds: number;
   private nsTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -148,6 +151,7 @@ export class Rest {
     this.nodePorts = new PortAllocator(range.min, range.max);
     this.kubernetesEndpoint = options.kubernetesEndpoint;
     this.serviceAccountAdmission = options.serviceAccountAdmission === true;
+    this.minTokenExpirationSeconds = options.minTokenExpirationSeconds ?? 600;
   }
 
   /** A core/v1 resource of the registry table. */
@@ -360,7 +364,7 @@ export class Rest {
 
   private validate(info: ResourceInfo, obj: KubeObject): StatusCause[] {
     const causes = metadataErrors(obj, info.nameRule);
-    if (info.storage === 'pods') causes.push(...podSpecErrors(obj.spec));
+    if (info.storage === 'pods') causes.push(...podSpecErrors(obj.spec), ...projectedTokenErrors(obj.spec, this.minTokenExpirationSeconds));
     if (info.storage === 'services') causes.push(...serviceSpecErrors(obj.spec, this.nodePorts));
     if (info.storage === csrStorage) causes.push(...csrErrors(obj));
     if (info.storage === 'deployments.apps' || info.storage === 'replicasets.apps') {

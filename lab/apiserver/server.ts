@@ -626,7 +626,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     // The `kubernetes` service points at the first address pods can reach (not loopback) if any.
     const reachable = new URL(urls.find((u) => !/^https:\/\/(127\.|localhost|\[::1\])/.test(u)) ?? urls[0]!);
     const advertise = options.advertise ?? { ip: reachable.hostname, port: Number(reachable.port) };
-    rest = new Rest({ store, serviceCIDR: options.serviceCIDR, kubernetesEndpoint: advertise, serviceAccountAdmission: options.serviceAccountAdmission === true });
+    rest = new Rest({
+      store,
+      serviceCIDR: options.serviceCIDR,
+      kubernetesEndpoint: advertise,
+      serviceAccountAdmission: options.serviceAccountAdmission === true,
+      ...(options.serviceAccountMinTokenExpirationSeconds !== undefined ? { minTokenExpirationSeconds: options.serviceAccountMinTokenExpirationSeconds } : {}),
+    });
     await rest.init();
   } catch (err) {
     for (const s of servers) s.close();

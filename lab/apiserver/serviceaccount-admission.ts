@@ -19,6 +19,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { ApiError } from './errors.js';
+import type { StatusCause } from './errors.js';
 import { getArray, getMap, getString, isObject } from './object.js';
 import type { Json, JsonObject, KubeObject } from './object.js';
 
@@ -114,4 +115,24 @@ export async function admitPod(pod: KubeObject, lookup: AdmissionLookup, suffix:
   if ((getArray(spec, 'imagePullSecrets') ?? []).length === 0 && pullSecrets && pullSecrets.length > 0) {
     spec.imagePullSecrets = pullSecrets.filter(isObject).map((s) => ({ name: getString(s, 'name') ?? '' }));
   }
+}
+
+/** Validation of serviceAccountToken projections in a pod spec (upstream: at least 10 minutes, at most 2^32 s, a path). Pure. */
+export function projectedTokenErrors(spec: unknown, minSeconds = 600, base = 'spec'): StatusCause[] {
+  const causes: StatusCause[] = [];
+  (getArray(spec, 'volumes') ?? []).forEach((v, i) => {
+    (getArray(getMap(v, 'projected'), 'sources') ?? []).forEach((s, j) => {
+      const tok = getMap(s, 'serviceAccountToken');
+      if (!tok) return;
+      const field = `${base}.volumes[${i}].projected.sources[${j}].serviceAccountToken`;
+      const exp = tok.expirationSeconds;
+      if (typeof exp === 'number' && exp < minSeconds) {
+        causes.push({ field: `${field}.expirationSeconds`, message: `Invalid value: ${exp}: may not specify a duration less than ${minSeconds === 600 ? '10 minutes' : `${minSeconds} seconds`}` });
+      } else if (typeof exp === 'number' && exp > 2 ** 32) {
+        causes.push({ field: `${field}.expirationSeconds`, message: `Invalid value: ${exp}: may not specify a duration larger than 2^32 seconds` });
+      }
+      if (!getString(tok, 'path')) causes.push({ reason: 'FieldValueRequired', field: `${field}.path`, message: 'Required value' });
+    });
+  });
+  return causes;
 }

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KubeObject } from '../../lab/apiserver/object.js';
-import { admitPod, mountServiceAccountToken, shouldAutomount, tokenMountPath } from '../../lab/apiserver/serviceaccount-admission.js';
+import { admitPod, mountServiceAccountToken, projectedTokenErrors, shouldAutomount, tokenMountPath } from '../../lab/apiserver/serviceaccount-admission.js';
 import {
   authenticateServiceAccountToken,
   defaultIssuer,
@@ -186,4 +186,12 @@ t.test('root-ca-cert-publisher: the ConfigMap it wants', async (t) => {
   t.equal(want.metadata.annotations?.['kubernetes.io/description'], rootCADescription);
   t.equal(rootCAConfigMapWanted('team', 'PEM', want), undefined, 'right already');
   t.same(rootCAConfigMapWanted('team', 'PEM', { ...want, data: { 'ca.crt': 'OLD', extra: 'x' } })?.data, { 'ca.crt': 'PEM' });
+});
+
+t.test('pod validation of serviceAccountToken projections', async (t) => {
+  const spec = (exp: number, path = 'token'): unknown => ({ volumes: [{ name: 'v', projected: { sources: [{ configMap: { name: 'x' } }, { serviceAccountToken: { path, expirationSeconds: exp } }] } }] });
+  t.same(projectedTokenErrors(spec(600)), []);
+  t.same(projectedTokenErrors(spec(599)), [{ field: 'spec.volumes[0].projected.sources[1].serviceAccountToken.expirationSeconds', message: 'Invalid value: 599: may not specify a duration less than 10 minutes' }]);
+  t.same(projectedTokenErrors(spec(20), 10), [], 'the test-only lower bound');
+  t.match(projectedTokenErrors(spec(3600, '')), [{ reason: 'FieldValueRequired', field: 'spec.volumes[0].projected.sources[1].serviceAccountToken.path' }]);
 });
