@@ -38,6 +38,8 @@ import { podKey } from './pods/types.js';
 import { mergePodStatus, podStatusPatch } from './pods/status-patch.js';
 import { systemMounter } from './pods/volumes.js';
 import { PodWorkers } from './pods/workers.js';
+import { ServiceAccountTokenManager } from './pods/tokens.js';
+import { requestServiceAccountToken } from './kube/token-request.js';
 import { startStaticPods } from './pods/static/index.js';
 import { apiReviewer, cachingReviewer, loadServingCert, startKubeletServer, type KubeletServer } from './server/index.js';
 import { bootstrapClientCertificate, runClientCertificateRotation } from './bootstrap/index.js';
@@ -229,6 +231,13 @@ async function main(argv: string[]): Promise<number> {
     readFile('/etc/resolv.conf', 'utf8').then(parseResolvConf, () => undefined),
   ]);
   const lookup = apiLookup(kube);
+  const tokenLog = log.child({ part: 'tokens' });
+  const tokens = new ServiceAccountTokenManager((ns, sa, spec) => requestServiceAccountToken(kube, ns, sa, spec), {
+    onStaleServed: (err, namespace, serviceAccount) => tokenLog.warn('token refresh failed; serving the cached token', { err, namespace, serviceAccount }),
+  });
+  const tokenCleanup = setInterval(() => tokens.cleanup(), 60_000);
+  tokenCleanup.unref();
+  signal.addEventListener('abort', () => clearInterval(tokenCleanup));
   const statusSink = apiStatusSink(kube, log.child({ part: 'status' }));
   const recorder: EventRecorder = node.recorder;
   // Static pods (--pod-manifest-path): a second pod source; their statuses go to their mirror pods.
@@ -255,6 +264,7 @@ async function main(argv: string[]): Promise<number> {
     nodeAllocatable: { cpu: String(machine.cpuCores), memory: String(machine.memoryBytes) },
     memoryCapacity: machine.memoryBytes,
     lookup,
+    tokens,
     recorder,
     statusSink: staticPods.statusSink,
     mounter: systemMounter,

@@ -7,6 +7,8 @@
  *   Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice).
  * - configMap / secret / downwardAPI: files written by the atomic writer
  *   (`..data` layout) from a pure payload (items, keys, modes, optional).
+ * - projected: the same, from several sources incl. service-account tokens
+ *   (projected.ts, tokens.ts).
  *
  * The payload functions are pure; `setUpVolumes` applies them and is
  * idempotent (called on every sync: configMap updates reach the files).
@@ -18,6 +20,8 @@ import { errnoCode, KnodeError } from '../../lib/errors.js';
 import { execFile } from '../../lib/exec.js';
 import type { Mount, MountPropagation } from '../runtime/types.js';
 import { writeAtomic, type FilePayload } from './atomic-writer.js';
+import { projectedInputs, projectedPayload } from './projected.js';
+import type { TokenSource } from './tokens.js';
 import { containerResourceValue, podFieldValue } from './env.js';
 import { quantityValue } from './quantity.js';
 import type { ObjectLookup } from './types.js';
@@ -41,12 +45,12 @@ export function volumePlugin(v: V1Volume): VolumePlugin | undefined {
 /** Host path of a volume (undefined for kinds not supported). */
 export function volumeHostPath(rootDir: string, uid: string, v: V1Volume): string | undefined {
   const plugin = volumePlugin(v);
-  if (plugin === undefined || plugin === 'projected') return undefined;
+  if (plugin === undefined) return undefined;
   if (plugin === 'host-path') return v.hostPath!.path;
   return join(podDir(rootDir, uid), 'volumes', `kubernetes.io~${plugin}`, v.name);
 }
 
-function volumeError(name: string, message: string): KnodeError {
+export function volumeError(name: string, message: string): KnodeError {
   return new KnodeError('VOLUME_SETUP', `MountVolume.SetUp failed for volume "${name}" : ${message}`);
 }
 
@@ -67,38 +71,68 @@ function keyPayload(
     const v = data.get(item.key);
     if (v === undefined) {
       if (optional) continue;
-      throw volumeError(volumeName, `configmap references non-existent config key: ${item.key}`.replace('configmap', what));
+      throw volumeError(volumeName, `${what} references non-existent ${what === 'secret' ? 'secret' : 'config'} key: ${item.key}`);
     }
     out.set(item.path, { data: v, mode: item.mode ?? defaultMode });
   }
   return out;
 }
 
-/** Files of a configMap volume (undefined configMap = not found). Pure. */
-export function configMapPayload(v: V1Volume, cm: { data?: Record<string, string>; binaryData?: Record<string, string> } | undefined): Map<string, FilePayload> {
-  const src = v.configMap!;
+export interface ConfigMapData {
+  data?: Record<string, string>;
+  binaryData?: Record<string, string>;
+}
+
+export interface SecretData {
+  /** base64, as in the API. */
+  data?: Record<string, string>;
+}
+
+/** Files of a configMap (volume or projection source; undefined configMap = not found). Pure. */
+export function configMapFiles(
+  volumeName: string,
+  src: { name?: string; items?: V1KeyToPath[]; optional?: boolean },
+  cm: ConfigMapData | undefined,
+  defaultMode: number,
+): Map<string, FilePayload> {
   const optional = src.optional === true;
   if (cm === undefined) {
     if (optional) return new Map();
-    throw volumeError(v.name, `configmap "${src.name ?? ''}" not found`);
+    throw volumeError(volumeName, `configmap "${src.name ?? ''}" not found`);
   }
   const data = new Map<string, Buffer>();
   for (const [k, s] of Object.entries(cm.data ?? {})) data.set(k, Buffer.from(s, 'utf8'));
   for (const [k, s] of Object.entries(cm.binaryData ?? {})) data.set(k, Buffer.from(s, 'base64'));
-  return keyPayload(v.name, data, src.items, src.defaultMode ?? 0o644, optional, 'configmap');
+  return keyPayload(volumeName, data, src.items, defaultMode, optional, 'configmap');
 }
 
-/** Files of a secret volume (data is base64, as in the API). Pure. */
-export function secretPayload(v: V1Volume, secret: { data?: Record<string, string> } | undefined): Map<string, FilePayload> {
-  const src = v.secret!;
+/** Files of a secret (volume or projection source). Pure. */
+export function secretFiles(
+  volumeName: string,
+  src: { name?: string; items?: V1KeyToPath[]; optional?: boolean },
+  secret: SecretData | undefined,
+  defaultMode: number,
+): Map<string, FilePayload> {
   const optional = src.optional === true;
   if (secret === undefined) {
     if (optional) return new Map();
-    throw volumeError(v.name, `secret "${src.secretName ?? ''}" not found`);
+    throw volumeError(volumeName, `secret "${src.name ?? ''}" not found`);
   }
   const data = new Map<string, Buffer>();
   for (const [k, s] of Object.entries(secret.data ?? {})) data.set(k, Buffer.from(s, 'base64'));
-  return keyPayload(v.name, data, src.items, src.defaultMode ?? 0o644, optional, 'secret');
+  return keyPayload(volumeName, data, src.items, defaultMode, optional, 'secret');
+}
+
+/** Files of a configMap volume (undefined configMap = not found). Pure. */
+export function configMapPayload(v: V1Volume, cm: ConfigMapData | undefined): Map<string, FilePayload> {
+  const src = v.configMap!;
+  return configMapFiles(v.name, src, cm, src.defaultMode ?? 0o644);
+}
+
+/** Files of a secret volume (data is base64, as in the API). Pure. */
+export function secretPayload(v: V1Volume, secret: SecretData | undefined): Map<string, FilePayload> {
+  const src = v.secret!;
+  return secretFiles(v.name, { ...src, name: src.secretName }, secret, src.defaultMode ?? 0o644);
 }
 
 export interface DownwardContext {
@@ -107,26 +141,31 @@ export interface DownwardContext {
   nodeAllocatable: { cpu: string; memory: string };
 }
 
-/** Files of a downwardAPI volume. Pure. */
-export function downwardAPIPayload(pod: V1Pod, v: V1Volume, ctx: DownwardContext): Map<string, FilePayload> {
-  const src = v.downwardAPI!;
+/** Files of downwardAPI items (volume or projection source). Pure. */
+export function downwardFiles(pod: V1Pod, volumeName: string, items: V1DownwardAPIVolumeFile[], defaultMode: number, ctx: DownwardContext): Map<string, FilePayload> {
   const out = new Map<string, FilePayload>();
-  for (const item of src.items ?? ([] as V1DownwardAPIVolumeFile[])) {
+  for (const item of items) {
     let value: string;
     if (item.fieldRef !== undefined) {
       value = podFieldValue(pod, item.fieldRef.fieldPath, ctx);
     } else if (item.resourceFieldRef !== undefined) {
       const name = item.resourceFieldRef.containerName;
       const c = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].find((x) => x.name === name);
-      if (c === undefined) throw volumeError(v.name, `container ${name ?? ''} not found in pod`);
+      if (c === undefined) throw volumeError(volumeName, `container ${name ?? ''} not found in pod`);
       const divisor = item.resourceFieldRef.divisor;
       value = containerResourceValue(c, item.resourceFieldRef.resource, divisor === undefined ? undefined : String(divisor), ctx.nodeAllocatable);
     } else {
       continue;
     }
-    out.set(item.path, { data: Buffer.from(value, 'utf8'), mode: item.mode ?? src.defaultMode ?? 0o644 });
+    out.set(item.path, { data: Buffer.from(value, 'utf8'), mode: item.mode ?? defaultMode });
   }
   return out;
+}
+
+/** Files of a downwardAPI volume. Pure. */
+export function downwardAPIPayload(pod: V1Pod, v: V1Volume, ctx: DownwardContext): Map<string, FilePayload> {
+  const src = v.downwardAPI!;
+  return downwardFiles(pod, v.name, src.items ?? [], src.defaultMode ?? 0o644, ctx);
 }
 
 type HostPathType = 'DirectoryOrCreate' | 'Directory' | 'FileOrCreate' | 'File' | 'Socket' | 'CharDevice' | 'BlockDevice' | '';
@@ -205,6 +244,10 @@ export interface VolumeOptions extends DownwardContext {
   rootDir: string;
   lookup: ObjectLookup;
   mounter?: Mounter;
+  /** Service-account tokens for projected volumes (none: such volumes fail to set up). */
+  tokens?: TokenSource;
+  /** Lower bound of a projected token's expirationSeconds (default 600; lower only in tests). */
+  minTokenExpirationSeconds?: number;
 }
 
 /** Creates/updates every volume of the pod; returns volume name → host path. Throws VOLUME_SETUP / HOSTPATH_TYPE errors. */
@@ -239,6 +282,9 @@ export async function setUpVolumes(pod: V1Pod, options: VolumeOptions): Promise<
         break;
       case 'downward-api':
         await writeAtomic(path, downwardAPIPayload(pod, v, options));
+        break;
+      case 'projected':
+        await writeAtomic(path, projectedPayload(pod, v, await projectedInputs(pod, v, options)));
         break;
       default:
         break;

@@ -45,6 +45,7 @@ import { PodProbes } from './probes/manager.js';
 import { probeKillGracePeriod, probeUserAgent } from './probes/spec.js';
 import { terminationLogMount } from './termination-message.js';
 import { containerMounts, podDir, setUpVolumes, tearDownVolumes, type Mounter } from './volumes.js';
+import type { TokenSource } from './tokens.js';
 
 /** The part of the runtime port the workers use. */
 export type WorkerRuntime = Pick<
@@ -81,6 +82,10 @@ export interface PodWorkerOptions {
   /** Bytes, for oom_score_adj. */
   memoryCapacity: number;
   lookup: ObjectLookup;
+  /** Service-account tokens for projected volumes (agent/pods/tokens.ts). */
+  tokens?: TokenSource;
+  /** Lower bound of a projected token's expirationSeconds (default 600, as upstream's validation; lower only in tests). */
+  minTokenExpirationSeconds?: number;
   credentials?: CredentialsLookup;
   recorder: EventRecorder;
   statusSink: PodStatusSink;
@@ -252,7 +257,16 @@ export class PodWorker {
     let state = await this.readState();
     let volumePaths: Map<string, string> | undefined;
     try {
-      volumePaths = await setUpVolumes(pod, { rootDir: this.o.rootDir, lookup: this.o.lookup, hostIPs: this.o.hostIPs, podIPs: this.podIPs(state), nodeAllocatable: this.o.nodeAllocatable, ...(this.o.mounter !== undefined ? { mounter: this.o.mounter } : {}) });
+      volumePaths = await setUpVolumes(pod, {
+        rootDir: this.o.rootDir,
+        lookup: this.o.lookup,
+        hostIPs: this.o.hostIPs,
+        podIPs: this.podIPs(state),
+        nodeAllocatable: this.o.nodeAllocatable,
+        ...(this.o.mounter !== undefined ? { mounter: this.o.mounter } : {}),
+        ...(this.o.tokens !== undefined ? { tokens: this.o.tokens } : {}),
+        ...(this.o.minTokenExpirationSeconds !== undefined ? { minTokenExpirationSeconds: this.o.minTokenExpirationSeconds } : {}),
+      });
     } catch (err) {
       this.event('Warning', 'FailedMount', errorMessage(err));
       this.log.warn('volumes not ready', { err });
@@ -548,6 +562,7 @@ export class PodWorker {
         await this.o.runtime.removeContainer(c.id);
       }
       await tearDownVolumes(pod, { rootDir: this.o.rootDir, ...(this.o.mounter !== undefined ? { mounter: this.o.mounter } : {}) });
+      this.o.tokens?.forgetPod(this.uid);
       this.o.backoff.forgetPod(this.uid);
       this.o.imageBackoff.forgetPod(this.uid);
       this.cache.clear();

@@ -20,6 +20,8 @@ export interface User {
   name: string;
   uid?: string;
   groups: string[];
+  /** Extra attributes (service-account tokens: the bound pod, the credential id). */
+  extra?: Record<string, string[]>;
 }
 
 export interface Attributes {

@@ -17,6 +17,14 @@
  *   --cluster-signing-duration SECONDS
  *                           validity of kubelet client certificates the csrsigning
  *                           controller issues with the lab CA (default one year)
+ *   --disable-admission-plugins ServiceAccount
+ *                           do not run the ServiceAccount admission plugin (on by
+ *                           default here: pods get serviceAccountName and the
+ *                           kube-api-access projected volume)
+ *   --service-account-min-token-expiration SECONDS
+ *                           TESTS ONLY: lower bound of a TokenRequest's and a pod's
+ *                           serviceAccountToken expirationSeconds (default 600, as
+ *                           upstream), so a test can watch a token being refreshed
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,7 +42,7 @@ const log = createLogger({ component: 'apiserver' });
 export type ApiServerArgs = ApiServerOptions & { controllers?: { clusterCIDR?: string; clusterSigningDurationSeconds?: number } };
 
 export function parseArgs(argv: string[]): ApiServerArgs {
-  const opts: ApiServerArgs = { dataDir: join(labDataDir, 'apiserver'), listen: [], nodes: [], extraSANs: [] };
+  const opts: ApiServerArgs = { dataDir: join(labDataDir, 'apiserver'), listen: [], nodes: [], extraSANs: [], serviceAccountAdmission: true };
   let clusterCIDR: string | undefined;
   let signingSeconds: number | undefined;
   let controllers = false;
@@ -80,6 +88,19 @@ export function parseArgs(argv: string[]): ApiServerArgs {
         const m = /^(\d+)(s?)$/.exec(v);
         if (!m || Number(m[1]) < 600) throw new KnodeError('USAGE', `--cluster-signing-duration needs seconds (at least 600), got "${v}"`);
         signingSeconds = Number(m[1]);
+        break;
+      }
+      case '--disable-admission-plugins': {
+        const plugins = value().split(',').map((p) => p.trim()).filter(Boolean);
+        const unknown = plugins.filter((p) => p !== 'ServiceAccount');
+        if (unknown.length > 0) throw new KnodeError('USAGE', `--disable-admission-plugins: unknown plugin(s) ${unknown.join(', ')} (the lab has: ServiceAccount)`);
+        if (plugins.includes('ServiceAccount')) opts.serviceAccountAdmission = false;
+        break;
+      }
+      case '--service-account-min-token-expiration': {
+        const v = value();
+        if (!/^\d+$/.test(v) || Number(v) < 1) throw new KnodeError('USAGE', `--service-account-min-token-expiration needs whole seconds, got "${v}"`);
+        opts.serviceAccountMinTokenExpirationSeconds = Number(v);
         break;
       }
       case '--egress-netns':
@@ -148,6 +169,7 @@ export async function main(argv: string[]): Promise<number> {
       await writeSelfKubeconfig(server.adminKubeconfig, server.selfUrl, kubeconfigPath);
       controllers = await startControllers({
         kubeconfigPath,
+        rootCAFile: server.pki.ca.certFile,
         ...(opts.controllers.clusterCIDR ? { clusterCIDR: opts.controllers.clusterCIDR } : {}),
         clusterSigning: {
           certFile: server.pki.ca.certFile,
@@ -155,7 +177,7 @@ export async function main(argv: string[]): Promise<number> {
           ...(opts.controllers.clusterSigningDurationSeconds === undefined ? {} : { durationSeconds: opts.controllers.clusterSigningDurationSeconds }),
         },
       });
-      process.stdout.write(`controllers running (scheduler, endpointslice, node-ipam, replicaset, deployment, garbage collector, csrapproving, csrsigning) against ${server.selfUrl}\n`);
+      process.stdout.write(`controllers running (scheduler, endpointslice, node-ipam, replicaset, deployment, garbage collector, csrapproving, csrsigning, serviceaccount, root-ca-cert-publisher) against ${server.selfUrl}\n`);
     } catch (err) {
       log.error('cannot start the controllers', { err });
       await server.close();

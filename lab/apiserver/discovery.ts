@@ -60,6 +60,7 @@ function entries(r: ResourceInfo): Record<string, unknown>[] {
     else if (sub === 'scale') out.push({ ...base, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
     else if (sub === 'finalize') out.push({ ...base, kind: r.kind, verbs: ['update'] });
     else if (sub === 'approval') out.push({ ...base, kind: r.kind, verbs: ['get', 'patch', 'update'] });
+    else if (sub === 'token') out.push({ ...base, group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] });
   }
   return out;
 }

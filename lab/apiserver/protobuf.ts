@@ -1,7 +1,7 @@
 /**
  * Decoding of the Kubernetes protobuf encoding for request bodies, as kubectl's
  * typed clients send it (`kubectl create namespace|configmap|secret|
- * deployment|service|serviceaccount`, `kubectl auth can-i|whoami`):
+ * deployment|service|serviceaccount|token`, `kubectl auth can-i|whoami`):
  * "k8s\0" + runtime.Unknown{typeMeta, raw}, raw being the object in the
  * generated.proto encoding of k8s.io/api.
  *
@@ -166,6 +166,10 @@ const messages: Record<string, Message> = {
   SelfSubjectReview: { 1: f('metadata', 'ObjectMeta'), 2: f('status', 'SelfSubjectReviewStatus') },
   SelfSubjectReviewStatus: { 1: f('userInfo', 'UserInfo') },
   UserInfo: { 1: f('username', 'string'), 2: f('uid', 'string'), 3: f('groups', 'string', { repeated: true }) },
+  TokenRequest: { 1: f('metadata', 'ObjectMeta'), 2: f('spec', 'TokenRequestSpec'), 3: f('status', 'TokenRequestStatus') },
+  TokenRequestSpec: { 1: f('audiences', 'string', { repeated: true }), 3: f('boundObjectRef', 'BoundObjectReference'), 4: f('expirationSeconds', 'int', { keepZero: true }) },
+  BoundObjectReference: { 1: f('kind', 'string'), 2: f('apiVersion', 'string'), 3: f('name', 'string'), 4: f('uid', 'string') },
+  TokenRequestStatus: { 1: f('token', 'string'), 2: f('expirationTimestamp', 'Time') },
 };
 
 /** apiVersion/kind → top-level message. */
@@ -178,6 +182,7 @@ const topLevel: Record<string, string> = {
   'apps/v1/Deployment': 'Deployment',
   'authorization.k8s.io/v1/SelfSubjectAccessReview': 'SelfSubjectAccessReview',
   'authentication.k8s.io/v1/SelfSubjectReview': 'SelfSubjectReview',
+  'authentication.k8s.io/v1/TokenRequest': 'TokenRequest',
 };
 
 function unsupported(message: string): KnodeError {

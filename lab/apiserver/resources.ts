@@ -7,7 +7,7 @@ import { getPath } from './object.js';
 import type { KubeObject } from './object.js';
 
 export type NameRule = 'dns1123-subdomain' | 'dns1123-label' | 'dns1035-label' | 'path-segment';
-export type Subresource = 'status' | 'binding' | 'scale' | 'finalize' | 'log' | 'approval';
+export type Subresource = 'status' | 'binding' | 'scale' | 'finalize' | 'log' | 'approval' | 'token';
 
 export interface ResourceInfo {
   group: string;
@@ -113,7 +113,7 @@ export const resources: readonly ResourceInfo[] = [
   def({ group: '', version: 'v1', resource: 'endpoints', kind: 'Endpoints', singular: 'endpoints', namespaced: true, shortNames: ['ep'] }),
   def({ group: '', version: 'v1', resource: 'configmaps', kind: 'ConfigMap', namespaced: true, shortNames: ['cm'] }),
   def({ group: '', version: 'v1', resource: 'secrets', kind: 'Secret', namespaced: true, fieldLabels: ['type'] }),
-  def({ group: '', version: 'v1', resource: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true, shortNames: ['sa'] }),
+  def({ group: '', version: 'v1', resource: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true, shortNames: ['sa'], subresources: ['token'] }),
   def({
     group: '',
     version: 'v1',

@@ -28,6 +28,7 @@ import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } 
 import type { Store, StoreEvent, StoreKey } from './store.js';
 import { metadataErrors, podSpecErrors, serviceSpecErrors } from './validation.js';
 import { approvalRemovedCause, csrErrors, csrStorage, csrUpdate } from './certificates.js';
+import { admitPod, projectedTokenErrors } from './serviceaccount-admission.js';
 
 const log = createLogger({ component: 'apiserver-rest' });
 
@@ -70,6 +71,10 @@ export interface RestOptions {
   nodePortRange?: { min: number; max: number };
   /** Endpoints of the `kubernetes` service in `default`. */
   kubernetesEndpoint?: { ip: string; port: number };
+  /** Run the ServiceAccount admission plugin on pod create (serviceaccount-admission.ts). */
+  serviceAccountAdmission?: boolean;
+  /** Lower bound of serviceAccountToken expirationSeconds in pod specs (default 600; tests only). */
+  minTokenExpirationSeconds?: number;
 }
 
 export interface WriteResult {
@@ -134,6 +139,8 @@ export class Rest {
   readonly clusterIPs: ClusterIPAllocator;
   readonly nodePorts: PortAllocator;
   private readonly kubernetesEndpoint: { ip: string; port: number } | undefined;
+  private readonly serviceAccountAdmission: boolean;
+  private readonly minTokenExpirationSeconds: number;
   private nsTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -143,6 +150,8 @@ export class Rest {
     const range = options.nodePortRange ?? { min: 30000, max: 32767 };
     this.nodePorts = new PortAllocator(range.min, range.max);
     this.kubernetesEndpoint = options.kubernetesEndpoint;
+    this.serviceAccountAdmission = options.serviceAccountAdmission === true;
+    this.minTokenExpirationSeconds = options.minTokenExpirationSeconds ?? 600;
   }
 
   /** A core/v1 resource of the registry table. */
@@ -355,7 +364,7 @@ export class Rest {
 
   private validate(info: ResourceInfo, obj: KubeObject): StatusCause[] {
     const causes = metadataErrors(obj, info.nameRule);
-    if (info.storage === 'pods') causes.push(...podSpecErrors(obj.spec));
+    if (info.storage === 'pods') causes.push(...podSpecErrors(obj.spec), ...projectedTokenErrors(obj.spec, this.minTokenExpirationSeconds));
     if (info.storage === 'services') causes.push(...serviceSpecErrors(obj.spec, this.nodePorts));
     if (info.storage === csrStorage) causes.push(...csrErrors(obj));
     if (info.storage === 'deployments.apps' || info.storage === 'replicasets.apps') {
@@ -538,6 +547,9 @@ export class Rest {
     const causes = this.validate(info, obj);
     if (causes.length > 0) throw invalid(info, name, causes);
     await this.checkNamespace(info, namespace, name);
+    if (info.storage === 'pods' && this.serviceAccountAdmission) {
+      await admitPod(obj, { serviceAccount: (ns, n) => this.store.get({ storage: 'serviceaccounts', namespace: ns, name: n }) });
+    }
     let undo: (() => void) | undefined;
     if (info.storage === 'services') undo = this.allocateService(obj, undefined).undo;
     try {

@@ -2,20 +2,39 @@
  * The review resources: answered, never stored. TokenReview (is this bearer
  * token valid, and whose is it), SubjectAccessReview (may this user do that),
  * and their self variants for the requesting user (`kubectl auth can-i`,
- * `kubectl auth whoami`). Pure: the token table and the requester come in.
+ * `kubectl auth whoami`). The token authenticator and the requester come in.
  */
 import { authorize, withAuthenticated } from './auth.js';
 import type { Attributes, User } from './auth.js';
-import { getMap, getString } from './object.js';
+import { getArray, getMap, getString } from './object.js';
 import type { Json } from './object.js';
 
-function tokenReview(body: Json, tokens: ReadonlyMap<string, User>): unknown {
+/** Authenticates a bearer token for a TokenReview: the user and the audiences it was accepted for, or an error. */
+export type TokenAuthenticator = (token: string, audiences: string[]) => Promise<{ user: User; audiences?: string[] } | { error: string }>;
+
+/** TokenReview: is this bearer token valid (for these audiences), and whose is it. */
+export async function tokenReview(body: Json, authenticate: TokenAuthenticator): Promise<unknown> {
   const spec = getMap(body, 'spec');
-  const user = tokens.get(getString(spec, 'token') ?? '');
-  const status = user
-    ? { authenticated: true, user: { username: user.name, ...(user.uid ? { uid: user.uid } : {}), groups: withAuthenticated(user).groups } }
-    : { authenticated: false, error: 'invalid bearer token' };
+  const audiences = (getArray(spec, 'audiences') ?? []).filter((a): a is string => typeof a === 'string');
+  const result = await authenticate(getString(spec, 'token') ?? '', audiences);
+  let status: Record<string, unknown>;
+  if ('user' in result) {
+    const u = withAuthenticated(result.user);
+    status = {
+      authenticated: true,
+      user: { username: u.name, ...(u.uid ? { uid: u.uid } : {}), groups: u.groups, ...(u.extra && Object.keys(u.extra).length > 0 ? { extra: u.extra } : {}) },
+      ...(result.audiences ? { audiences: result.audiences } : {}),
+    };
+  } else status = { authenticated: false, error: result.error };
   return { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: { creationTimestamp: null }, spec: spec ?? {}, status };
+}
+
+/** A TokenAuthenticator for static tokens only (tests, tools without service accounts). */
+export function staticTokenAuthenticator(tokens: ReadonlyMap<string, User>): TokenAuthenticator {
+  return async (token) => {
+    const user = tokens.get(token);
+    return user ? { user } : { error: 'invalid bearer token' };
+  };
 }
 
 /** SubjectAccessReview, or SelfSubjectAccessReview when `self` is the requesting user. */
@@ -58,10 +77,10 @@ function selfSubjectReview(user: User): unknown {
 }
 
 /** Answers a create on a review resource (`resource` is the plural name). */
-export function review(resource: string, body: Json, requester: User, tokens: ReadonlyMap<string, User>): unknown {
+export async function review(resource: string, body: Json, requester: User, authenticate: TokenAuthenticator): Promise<unknown> {
   switch (resource) {
     case 'tokenreviews':
-      return tokenReview(body, tokens);
+      return tokenReview(body, authenticate);
     case 'subjectaccessreviews':
       return accessReview(body);
     case 'selfsubjectaccessreviews':

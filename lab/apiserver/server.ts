@@ -20,6 +20,9 @@ import { createLogger } from '../../lib/log.js';
 import { enterNetns, listenTcpInNetns } from '../../lib/netns-daemon.js';
 import { authorize, bearerToken, forbiddenMessage, parseTokenFile, userFromCertSubject, withAuthenticated } from './auth.js';
 import { review } from './reviews.js';
+import type { TokenAuthenticator } from './reviews.js';
+import { authenticateServiceAccountToken, defaultIssuer, ensureServiceAccountKey, looksLikeJwt, tokenRequest } from './serviceaccount-tokens.js';
+import type { ServiceAccountTokenOptions, TokenObjects } from './serviceaccount-tokens.js';
 import { bootstrapSecretName, bootstrapTokenNamespace, bootstrapTokenUser, parseBootstrapToken } from './bootstrap-tokens.js';
 import { csrStorage, stampRequester } from './certificates.js';
 import type { Attributes, User } from './auth.js';
@@ -77,6 +80,14 @@ export interface ApiServerOptions {
   /** Default watch timeout when the client sets none. */
   defaultWatchTimeoutSeconds?: number;
   store?: Store;
+  /**
+   * The ServiceAccount admission plugin on pod create (serviceaccount-admission.ts).
+   * Off by default here so that tests running the apiserver without the
+   * serviceaccount controller can create pods; `knode-lab apiserver` turns it on.
+   */
+  serviceAccountAdmission?: boolean;
+  /** Lower bound of a TokenRequest's expirationSeconds (default 600). Tests only: lets them watch a token refresh. */
+  serviceAccountMinTokenExpirationSeconds?: number;
 }
 
 export interface ApiServer {
@@ -208,6 +219,29 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   if (options.tokenFile) for (const [t, u] of parseTokenFile(await readFile(options.tokenFile, 'utf8'))) tokens.set(t, u);
   const kubeletClient = await ensureClientCert(pki, 'apiserver-kubelet-client', 'kube-apiserver-kubelet-client', ['system:masters']);
   const store = options.store ?? (await MemoryStore.open({ persistPath: options.persistPath, windowSize: options.watchWindow }));
+  const saTokens: ServiceAccountTokenOptions = {
+    key: await ensureServiceAccountKey(pki.dir),
+    issuer: defaultIssuer,
+    ...(options.serviceAccountMinTokenExpirationSeconds !== undefined ? { minExpirationSeconds: options.serviceAccountMinTokenExpirationSeconds } : {}),
+  };
+  const apiAudiences = [defaultIssuer];
+  const tokenObjects: TokenObjects = {
+    serviceAccount: (namespace, name) => store.get({ storage: 'serviceaccounts', namespace, name }),
+    pod: (namespace, name) => store.get({ storage: 'pods', namespace, name }),
+  };
+  /** Bearer tokens: static, then service-account JWTs, then bootstrap tokens. */
+  const authenticateToken: TokenAuthenticator = async (token, audiences) => {
+    const user = tokens.get(token);
+    if (user) return { user: withAuthenticated(user) };
+    if (looksLikeJwt(token)) return authenticateServiceAccountToken(token, audiences.length > 0 ? audiences : apiAudiences, tokenObjects, saTokens);
+    const boot = parseBootstrapToken(token);
+    if (!boot) return { error: 'invalid bearer token' };
+    const secret = await store.get({ storage: 'secrets', namespace: bootstrapTokenNamespace, name: bootstrapSecretName(boot.id) });
+    const result = bootstrapTokenUser(boot, secret, Date.now());
+    if ('user' in result) return { user: result.user };
+    log.info('bootstrap token refused', { tokenId: boot.id, reason: result.reason });
+    return { error: 'invalid bearer token' };
+  };
   const bookmarkMs = options.bookmarkIntervalMs ?? 60_000;
   const defaultWatchTimeout = options.defaultWatchTimeoutSeconds ?? 1800;
   const watches = new Set<() => void>();
@@ -218,14 +252,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     const header = req.headers.authorization;
     if (header) {
       const token = bearerToken(header);
-      const user = token ? tokens.get(token) : undefined;
-      if (user) return withAuthenticated(user);
-      const boot = token ? parseBootstrapToken(token) : undefined;
-      if (!boot) return 'invalid';
-      const secret = await store.get({ storage: 'secrets', namespace: bootstrapTokenNamespace, name: bootstrapSecretName(boot.id) });
-      const result = bootstrapTokenUser(boot, secret, Date.now());
+      if (!token) return 'invalid';
+      const result = await authenticateToken(token, []);
       if ('user' in result) return result.user;
-      log.info('bootstrap token refused', { tokenId: boot.id, reason: result.reason });
+      if (looksLikeJwt(token)) log.info('service account token refused', { reason: result.error });
       return 'invalid';
     }
     const sock = req.socket as TLSSocket;
@@ -305,9 +335,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       throw new ApiError('MethodNotAllowed', 'the server does not allow this method on the requested resource');
     }
     if (sub === 'binding' && verb !== 'create') throw new ApiError('MethodNotAllowed', 'the server does not allow this method on the requested resource');
-    if (verb === 'create' && p.name !== undefined && sub !== 'binding') {
+    if (verb === 'create' && p.name !== undefined && sub !== 'binding' && sub !== 'token') {
       throw new ApiError('MethodNotAllowed', 'the server does not allow this method on the requested resource');
     }
+    if (sub === 'token' && verb !== 'create') throw new ApiError('MethodNotAllowed', 'the server does not allow this method on the requested resource');
     if (sub === 'log' && verb !== 'get') throw new ApiError('MethodNotAllowed', 'the server does not allow this method on the requested resource');
     if (sub !== undefined && ['list', 'watch', 'deletecollection', 'delete'].includes(verb)) {
       throw new ApiError('MethodNotAllowed', 'the server does not allow this method on the requested resource');
@@ -392,7 +423,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       case 'create': {
         const b = await body();
         if (info.virtual) {
-          sendJson(res, 201, review(info.resource, b, user, tokens));
+          sendJson(res, 201, await review(info.resource, b, user, authenticateToken));
+          return;
+        }
+        if (sub === 'token') {
+          sendJson(res, 201, await tokenRequest(ns, p.name!, b, tokenObjects, saTokens));
           return;
         }
         const result =
@@ -591,7 +626,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     // The `kubernetes` service points at the first address pods can reach (not loopback) if any.
     const reachable = new URL(urls.find((u) => !/^https:\/\/(127\.|localhost|\[::1\])/.test(u)) ?? urls[0]!);
     const advertise = options.advertise ?? { ip: reachable.hostname, port: Number(reachable.port) };
-    rest = new Rest({ store, serviceCIDR: options.serviceCIDR, kubernetesEndpoint: advertise });
+    rest = new Rest({
+      store,
+      serviceCIDR: options.serviceCIDR,
+      kubernetesEndpoint: advertise,
+      serviceAccountAdmission: options.serviceAccountAdmission === true,
+      ...(options.serviceAccountMinTokenExpirationSeconds !== undefined ? { minTokenExpirationSeconds: options.serviceAccountMinTokenExpirationSeconds } : {}),
+    });
     await rest.init();
   } catch (err) {
     for (const s of servers) s.close();

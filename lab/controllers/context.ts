@@ -8,7 +8,7 @@ import type { ApiClient } from './client.js';
 import { eventRecorder } from './events.js';
 import type { EventRecorder } from './events.js';
 import { Informer } from './informer.js';
-import type { CertificateSigningRequest, Deployment, EndpointSlice, Endpoints, Node, Pod, ReplicaSet, Service } from './types.js';
+import type { CertificateSigningRequest, ConfigMap, Deployment, EndpointSlice, Endpoints, Namespace, Node, Pod, ReplicaSet, Service, ServiceAccount } from './types.js';
 
 export interface Informers {
   pods: Informer<Pod>;
@@ -19,6 +19,9 @@ export interface Informers {
   replicaSets: Informer<ReplicaSet>;
   deployments: Informer<Deployment>;
   csrs: Informer<CertificateSigningRequest>;
+  namespaces: Informer<Namespace>;
+  serviceAccounts: Informer<ServiceAccount>;
+  configMaps: Informer<ConfigMap>;
 }
 
 export interface ControllerContext {
@@ -35,7 +38,7 @@ export interface Controller {
 }
 
 export function createInformers(client: ApiClient, logger: Logger): Informers {
-  const mk = <T extends Pod | Node | Service | Endpoints | EndpointSlice | ReplicaSet | Deployment | CertificateSigningRequest>(path: string, apiVersion: string, kind: string): Informer<T> =>
+  const mk = <T extends Pod | Node | Service | Endpoints | EndpointSlice | ReplicaSet | Deployment | CertificateSigningRequest | Namespace | ServiceAccount | ConfigMap>(path: string, apiVersion: string, kind: string): Informer<T> =>
     new Informer<T>({ client, path, apiVersion, kind, logger: logger.child({ informer: kind }) });
   return {
     pods: mk<Pod>('/api/v1/pods', 'v1', 'Pod'),
@@ -46,6 +49,9 @@ export function createInformers(client: ApiClient, logger: Logger): Informers {
     replicaSets: mk<ReplicaSet>('/apis/apps/v1/replicasets', 'apps/v1', 'ReplicaSet'),
     deployments: mk<Deployment>('/apis/apps/v1/deployments', 'apps/v1', 'Deployment'),
     csrs: mk<CertificateSigningRequest>('/apis/certificates.k8s.io/v1/certificatesigningrequests', 'certificates.k8s.io/v1', 'CertificateSigningRequest'),
+    namespaces: mk<Namespace>('/api/v1/namespaces', 'v1', 'Namespace'),
+    serviceAccounts: mk<ServiceAccount>('/api/v1/serviceaccounts', 'v1', 'ServiceAccount'),
+    configMaps: mk<ConfigMap>('/api/v1/configmaps', 'v1', 'ConfigMap'),
   };
 }
 

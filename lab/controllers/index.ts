@@ -1,7 +1,8 @@
 /**
  * The lab's controller manager: scheduler, endpointslice (+ endpoints),
- * node-ipam, ReplicaSet, Deployment, garbage collection, the CSR approver and
- * (given the cluster signing CA) the kubelet-client CSR signer, all ordinary API
+ * node-ipam, ReplicaSet, Deployment, garbage collection, the CSR approver,
+ * (given the cluster signing CA) the kubelet-client CSR signer, the
+ * serviceaccount controller and (given --root-ca-file) the root-ca-cert-publisher, all ordinary API
  * clients of the apiserver named by `kubeconfigPath`, sharing one informer
  * per resource. `stop()` (or aborting `signal`) ends every loop and watch.
  */
@@ -19,6 +20,8 @@ import { ReplicaSetController } from './replicaset.js';
 import { Scheduler } from './scheduler.js';
 import { CsrApprovingController } from './csrapproving.js';
 import { CsrSigningController } from './csrsigning.js';
+import { RootCACertPublisher, ServiceAccountsController } from './serviceaccounts.js';
+import { readFile } from 'node:fs/promises';
 
 /** kube-controller-manager's --cluster-signing-duration default: one year. */
 export const defaultClusterSigningDurationSeconds = 365 * 24 * 3600;
@@ -33,6 +36,8 @@ export interface ControllersOptions {
   logger?: Logger;
   /** --cluster-signing-cert-file/-key-file: the CA the csrsigning controller signs kubelet client certificates with (unset: no signer). */
   clusterSigning?: { certFile: string; keyFile: string; durationSeconds?: number };
+  /** --root-ca-file: the CA bundle the root-ca-cert-publisher puts into every namespace (unset: no publisher). */
+  rootCAFile?: string;
   /** Subset to run (by name); default all. */
   only?: string[];
 }
@@ -53,7 +58,11 @@ export async function startControllers(options: ControllersOptions): Promise<Run
     new DeploymentController({ ...ctx, logger: logger.child({ controller: 'deployment' }) }),
     new GarbageCollector({ ...ctx, logger: logger.child({ controller: 'garbage-collector' }) }),
     new CsrApprovingController({ ...ctx, logger: logger.child({ controller: 'csrapproving' }) }),
+    new ServiceAccountsController({ ...ctx, logger: logger.child({ controller: 'serviceaccount' }) }),
   ];
+  if (options.rootCAFile) {
+    all.push(new RootCACertPublisher({ ...ctx, logger: logger.child({ controller: 'root-ca-cert-publisher' }) }, await readFile(options.rootCAFile, 'utf8')));
+  }
   if (options.clusterSigning) {
     const s = options.clusterSigning;
     all.push(new CsrSigningController({ ...ctx, logger: logger.child({ controller: 'csrsigning' }) }, { certFile: s.certFile, keyFile: s.keyFile, durationSeconds: s.durationSeconds ?? defaultClusterSigningDurationSeconds }));

@@ -299,3 +299,15 @@ export interface CertificateSigningRequest extends KubeObject {
     certificate?: string;
   };
 }
+
+export interface Namespace extends KubeObject {
+  status?: { phase?: string };
+}
+
+export interface ServiceAccount extends KubeObject {
+  automountServiceAccountToken?: boolean;
+}
+
+export interface ConfigMap extends KubeObject {
+  data?: Record<string, string>;
+}

@@ -24,6 +24,10 @@ t.test('flags', async (t) => {
   });
   t.throws(() => parseArgs(['--bogus']), { code: 'USAGE' });
   t.throws(() => parseArgs(['--listen']), { code: 'USAGE' });
+  t.equal(parseArgs([]).serviceAccountAdmission, true, 'the ServiceAccount admission plugin is on by default');
+  t.match(parseArgs(['--disable-admission-plugins', 'ServiceAccount', '--service-account-min-token-expiration', '10']), { serviceAccountAdmission: false, serviceAccountMinTokenExpirationSeconds: 10 });
+  t.throws(() => parseArgs(['--disable-admission-plugins', 'NamespaceLifecycle']), { code: 'USAGE' });
+  t.throws(() => parseArgs(['--service-account-min-token-expiration', '0']), { code: 'USAGE' });
   t.equal(await main(['--nope']), 2, 'usage errors exit 2');
 });
 

@@ -60,3 +60,15 @@ t.test('anything outside the table is refused, never dropped', async (t) => {
   t.throws(() => decodeKubeProtobuf(Buffer.from('{"kind":"ConfigMap"}')), { code: 'PROTOBUF_UNSUPPORTED' });
   t.throws(() => decodeKubeProtobuf(Buffer.concat([Buffer.from('k8s\0'), Buffer.from([0x12, 0x05, 0x01])])), { code: 'PROTOBUF_UNSUPPORTED' }, 'truncated');
 });
+
+t.test('a TokenRequest as `kubectl create token --duration 10m --bound-object-kind Pod` sends it', async (t) => {
+  const ref = msg(bytesField(1, 'Pod'), bytesField(2, 'v1'), bytesField(3, 'web'), bytesField(4, 'uid-1'));
+  const spec = msg(bytesField(1, 'vault'), bytesField(3, ref), intField(4, 600));
+  const obj = decodeKubeProtobuf(envelope('authentication.k8s.io/v1', 'TokenRequest', msg(bytesField(1, msg(bytesField(1, 'robot'), bytesField(3, 'team'))), bytesField(2, spec), bytesField(3, Buffer.alloc(0)))));
+  t.same(obj, {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    metadata: { name: 'robot', namespace: 'team' },
+    spec: { audiences: ['vault'], boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: 'web', uid: 'uid-1' }, expirationSeconds: 600 },
+  });
+});
