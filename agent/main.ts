@@ -340,7 +340,7 @@ async function main(argv: string[]): Promise<number> {
       healthzPort: config.healthzPort === 0 ? undefined : config.healthzPort,
       tls,
       clientCA: config.clientCAFile === undefined ? undefined : await readFile(config.clientCAFile, 'utf8'),
-      reviewer: cachingReviewer(apiReviewer(kube.kc)),
+      reviewer: cachingReviewer(apiReviewer(kube)),
       runtime,
       pods: () => podList(),
       logger: log.child({ part: 'server' }),

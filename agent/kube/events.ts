@@ -15,9 +15,9 @@
  * - Names as upstream: `<object name>.<unix nanos in hex>`, in the object's
  *   namespace ('default' for cluster-scoped objects like the Node).
  */
-import type { CoreV1Api, CoreV1Event, V1ObjectReference } from '@kubernetes/client-node';
+import type { CoreV1Event, V1ObjectReference } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
-import { apiErrorSummary, isNotFound, strategicMergePatch } from './client.js';
+import { apiErrorSummary, isNotFound, strategicMergePatch, type CoreV1 } from './client.js';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -38,7 +38,7 @@ export interface EventRecorder {
 }
 
 export interface EventRecorderOptions {
-  core: Pick<CoreV1Api, 'createNamespacedEvent' | 'patchNamespacedEvent'>;
+  core: Pick<CoreV1, 'createNamespacedEvent' | 'patchNamespacedEvent'>;
   /** source.component: 'kubelet'. */
   component: string;
   /** source.host: the node name. */

@@ -74,7 +74,7 @@ t.test('kubelet API authn/authz through TokenReview and SubjectAccessReview', as
     healthzPort: 0,
     tls,
     clientCA: api.pki.ca.cert,
-    reviewer: cachingReviewer(apiReviewer(kube.kc)),
+    reviewer: cachingReviewer(apiReviewer(kube)),
     runtime,
     pods: () => [pod],
     logger: createLogger({ component: 'test-kubelet-server', level: 'error' }),
