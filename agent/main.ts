@@ -110,7 +110,7 @@ function apiStatusSink(kube: KubeClient, log: Logger): PodStatusSink & { forget(
 }
 
 async function connectRuntime(config: AgentConfig, signal: AbortSignal, log: Logger): Promise<Runtime | undefined> {
-  const runtime = createRuntime(config.containerRuntime, {
+  const runtime = await createRuntime(config.containerRuntime, {
     endpoint: config.containerRuntimeEndpoint,
     network: { confDir: config.cniConfDir, binDir: config.cniBinDir },
     stateDir: join(config.rootDir, 'docker'),

@@ -50,7 +50,7 @@ const kube = createKubeClient(nodeKc);
 const cniConfDir = join(env.tmp, 'cni', 'net.d');
 await mkdir(cniConfDir, { recursive: true });
 const containerd = await startContainerd(env, { cri: { cniConfDir } });
-const runtime = createRuntime('cri', { endpoint: `unix://${containerd.socket}`, requestTimeoutMs: 10_000 });
+const runtime = await createRuntime('cri', { endpoint: `unix://${containerd.socket}`, requestTimeoutMs: 10_000 });
 closeRuntime = () => runtime.close();
 
 const resolved = resolveConfig({
