@@ -363,5 +363,5 @@ t.test('backend map', async (t) => {
   t.equal(d.kind, 'docker');
   await t.rejects(d.version({ timeoutMs: 2000 }), { code: 'UNAVAILABLE' }, 'no dockerd: UNAVAILABLE');
   d.close();
-  t.throws(() => createRuntime('docker', { endpoint: 'tcp://127.0.0.1:2375' }), { code: 'INVALID_ARGUMENT' }, 'docker: unix sockets only');
+  await t.rejects(createRuntime('docker', { endpoint: 'tcp://127.0.0.1:2375' }), { code: 'INVALID_ARGUMENT' }, 'docker: unix sockets only');
 });
