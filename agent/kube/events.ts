@@ -76,6 +76,11 @@ export function takeToken(state: { tokens: number; at: number } | undefined, now
   return { state: { tokens: tokens - 1, at }, ok: true };
 }
 
+/** Whether a bucket has refilled completely, i.e. is the same as no bucket (it can be forgotten). Pure. */
+export function bucketRefilled(state: { tokens: number; at: number }, now: number, burst: number, refillMs: number): boolean {
+  return state.tokens + Math.floor((now - state.at) / refillMs) >= burst;
+}
+
 /** The v1 Event object to create (pure). */
 export function renderEvent(o: {
   name: string;
@@ -159,6 +164,8 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
   };
 
   const prune = (nowMs: number): void => {
+    // One bucket per object the agent ever reported on (every pod): drop the refilled ones, or they pile up.
+    if (buckets.size >= 256) for (const [k, b] of buckets) if (bucketRefilled(b, nowMs, burst, refillMs)) buckets.delete(k);
     if (seen.size < 4096) return;
     for (const [k, s] of seen) if (nowMs - s.lastTimestamp.getTime() > window) seen.delete(k);
   };

@@ -8,7 +8,7 @@ import t from 'tap';
 import type { CoreV1Event, V1Lease, V1Node, V1NodeStatus } from '@kubernetes/client-node';
 import type { CoordinationV1, CoreV1 } from '../../agent/kube/client.js';
 import { reviveDates } from '../../agent/kube/wire.js';
-import { createEventRecorder, takeToken } from '../../agent/kube/events.js';
+import { bucketRefilled, createEventRecorder, takeToken } from '../../agent/kube/events.js';
 import type { InvolvedObject } from '../../agent/kube/events.js';
 import { defaultRouteInterface, defaultRouteInterface6, pickNodeIPs } from '../../agent/node/addresses.js';
 import { desiredConditions, readyCondition, shouldWriteStatus, stampConditions, statusDiffers, transitionEvent, transitions } from '../../agent/node/conditions.js';
@@ -302,6 +302,9 @@ t.test('event recorder: shape, de-duplication, rate limit, never throws', async 
   t.same(takeToken(undefined, 0, 2, 100), { state: { tokens: 1, at: 0 }, ok: true });
   t.same(takeToken({ tokens: 0, at: 0 }, 99, 2, 100).ok, false);
   t.same(takeToken({ tokens: 0, at: 0 }, 100, 2, 100), { state: { tokens: 0, at: 100 }, ok: true });
+  t.equal(bucketRefilled({ tokens: 0, at: 0 }, 199, 2, 100), false, 'one token back of two');
+  t.equal(bucketRefilled({ tokens: 0, at: 0 }, 200, 2, 100), true, 'full again: the same as no bucket');
+  t.equal(bucketRefilled({ tokens: 2, at: 50 }, 50, 2, 100), true);
 });
 
 t.test('status loop against a fake apiserver: writes only when needed, re-registers', async (t) => {
