@@ -121,7 +121,7 @@ function apiStatusSink(kube: KubeClient, log: Logger): PodStatusSink & { forget(
 }
 
 async function connectRuntime(config: AgentConfig, signal: AbortSignal, log: Logger): Promise<Runtime | undefined> {
-  const runtime = createRuntime(config.containerRuntime, {
+  const runtime = await createRuntime(config.containerRuntime, {
     endpoint: config.containerRuntimeEndpoint,
     network: { confDir: config.cniConfDir, binDir: config.cniBinDir },
     stateDir: join(config.rootDir, 'docker'),
@@ -359,7 +359,7 @@ async function main(argv: string[]): Promise<number> {
       healthzPort: config.healthzPort === 0 ? undefined : config.healthzPort,
       tls,
       clientCA: config.clientCAFile === undefined ? undefined : await readFile(config.clientCAFile, 'utf8'),
-      reviewer: cachingReviewer(apiReviewer(kube.kc)),
+      reviewer: cachingReviewer(apiReviewer(kube)),
       runtime,
       pods: () => podList(),
       logger: log.child({ part: 'server' }),

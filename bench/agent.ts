@@ -13,7 +13,9 @@
  *   CPU    CPU seconds of the agent (or the bench process, for the floor) and of containerd from
  *          the first create to the last pod Running (/proc/<pid>/stat): where the time goes.
  *   RSS    the agent's VmRSS (/proc/<pid>/status) with 0 pods (after a warm-up pod came and
- *          went) and with the 30 pods Running; VmHWM (its peak) too.
+ *          went) and with the 30 pods Running; VmHWM (its peak) too; VmRSS split into RssAnon
+ *          (heap, malloc: the agent's own) and RssFile + RssShmem (the node binary's mapped code,
+ *          shared with every node process).
  *
  * Design notes
  * - Rounds alternate the order agent/floor so machine drift hits both alike; p50/p99 pool every
@@ -85,10 +87,10 @@ function containerdPid(): number {
   return Number(readFileSync(containerdPaths(node).pidFile, 'utf8').trim());
 }
 
-function memory(pid: number): { rssMB: number; hwmMB: number } {
+function memory(pid: number): { rssMB: number; hwmMB: number; anonMB: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { rssMB: kb('VmRSS') / 1024, hwmMB: kb('VmHWM') / 1024 };
+  return { rssMB: kb('VmRSS') / 1024, hwmMB: kb('VmHWM') / 1024, anonMB: kb('RssAnon') / 1024 };
 }
 
 async function lab(args: string[], env?: NodeJS.ProcessEnv): Promise<void> {
@@ -118,7 +120,7 @@ async function sandboxCount(cri: CriRuntime): Promise<number> {
 
 // ---- the agent path ----------------------------------------------------------
 
-async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: number): Promise<{ latencies: number[]; rssMB: number; hwmMB: number; afterMB: number; agentCpu: number; containerdCpu: number }> {
+async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: number): Promise<{ latencies: number[]; rssMB: number; hwmMB: number; anonMB: number; afterMB: number; agentCpu: number; containerdCpu: number }> {
   const cpu0 = { agent: cpuSeconds(agentPid()), containerd: cpuSeconds(containerdPid()) };
   const controller = new AbortController();
   const created = new Map<string, number>();
@@ -235,7 +237,7 @@ async function main(): Promise<void> {
     const perRound: string[] = [];
     const rss: string[] = [];
     const cpu: string[] = [];
-    let at30 = { rssMB: 0, hwmMB: 0 };
+    let at30 = { rssMB: 0, hwmMB: 0, anonMB: 0 };
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? (['agent', 'floor'] as const) : (['floor', 'agent'] as const);
       const got: Record<string, number[]> = {};
@@ -243,9 +245,9 @@ async function main(): Promise<void> {
         if (which === 'agent') {
           const b = await agentBatch(kube, cri, `bench-${r}-`, n);
           got.agent = b.latencies;
-          at30 = { rssMB: Math.max(at30.rssMB, b.rssMB), hwmMB: Math.max(at30.hwmMB, b.hwmMB) };
+          at30 = { rssMB: Math.max(at30.rssMB, b.rssMB), hwmMB: Math.max(at30.hwmMB, b.hwmMB), anonMB: Math.max(at30.anonMB, b.anonMB) };
           cpu.push(`round ${r + 1} agent: CPU until all Running: knode-agent ${b.agentCpu.toFixed(2)} s, containerd ${b.containerdCpu.toFixed(2)} s`);
-          rss.push(`round ${r + 1}: VmRSS ${b.rssMB.toFixed(1)} MB with ${n} pods Running, ${b.afterMB.toFixed(1)} MB once they are gone`);
+          rss.push(`round ${r + 1}: VmRSS ${b.rssMB.toFixed(1)} MB (RssAnon ${b.anonMB.toFixed(1)}) with ${n} pods Running, ${b.afterMB.toFixed(1)} MB once they are gone`);
         } else {
           const fb = await floorBatch(cri, `bench-floor-${r}-`, n, memoryCapacity);
           got.floor = fb.latencies;
@@ -277,7 +279,9 @@ async function main(): Promise<void> {
     console.log('\n| knode-agent memory | MB |');
     console.log('|---|---:|');
     console.log(`| VmRSS, 0 pods (after warm-up) | ${idle.rssMB.toFixed(1)} |`);
+    console.log(`| RssAnon (the agent's own: heap, malloc), 0 pods | ${idle.anonMB.toFixed(1)} |`);
     console.log(`| VmRSS, ${n} pods Running (max over rounds) | ${at30.rssMB.toFixed(1)} |`);
+    console.log(`| RssAnon, ${n} pods Running (max over rounds) | ${at30.anonMB.toFixed(1)} |`);
     console.log(`| VmHWM (peak) at the end | ${at30.hwmMB.toFixed(1)} |`);
     console.log('');
     for (const line of rss) console.log(line);

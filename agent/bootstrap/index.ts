@@ -21,7 +21,7 @@ import { generateKeyPairSync, createPrivateKey, X509Certificate } from 'node:cry
 import type { KeyObject } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { Kubeconfig } from '../kube/kubeconfig.js';
 import { KnodeError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { sleep } from '../../lib/sleep.js';
@@ -51,13 +51,13 @@ export type KubeconfigState = { usable: true; certificate: X509Certificate | und
 
 /** Whether --kubeconfig can be used as it is: loadable, and its client certificate (if any) not expired. */
 export async function kubeconfigState(path: string, now: number): Promise<KubeconfigState> {
-  let kc: KubeConfig;
+  let kc: Kubeconfig;
   try {
     kc = loadKubeconfig(path);
   } catch (err) {
     return { usable: false, why: errorMessage(err) };
   }
-  const user = kc.getCurrentUser();
+  const user = kc.user;
   let pem: string | undefined;
   try {
     if (user?.certData) pem = Buffer.from(user.certData, 'base64').toString('utf8');
@@ -90,7 +90,7 @@ async function pendingKey(certDir: string): Promise<KeyObject> {
 }
 
 /** Requests a certificate with `kc`'s credentials and makes it current; writes --kubeconfig from `clusterFrom`. */
-async function obtain(o: ClientCertOptions, kc: KubeConfig, clusterFrom: KubeConfig, key: KeyObject): Promise<StoredPair> {
+async function obtain(o: ClientCertOptions, kc: Kubeconfig, clusterFrom: Kubeconfig, key: KeyObject): Promise<StoredPair> {
   const certPem = await requestClientCertificate({
     kc,
     privateKey: key,
@@ -150,7 +150,7 @@ export async function runClientCertificateRotation(o: ClientCertOptions): Promis
   const now = o.now ?? Date.now;
   const random = o.random ?? Math.random;
   const kc = loadKubeconfig(o.kubeconfigPath);
-  if (kc.getCurrentUser()?.certFile !== currentPath(o.certDir)) {
+  if (kc.user.certFile !== currentPath(o.certDir)) {
     o.logger.info('client certificate rotation off: the kubeconfig does not use the certificate store', { kubeconfig: o.kubeconfigPath, store: currentPath(o.certDir) });
     return;
   }

@@ -1,15 +1,14 @@
 /**
  * The kubeconfigs of the TLS bootstrap: the bootstrap kubeconfig is read
- * with client-node (file references resolved); the node kubeconfig the agent
+ * with agent/kube/kubeconfig.ts (file references resolved); the node kubeconfig the agent
  * writes names the bootstrap's cluster (server, CA) and the certificate
  * store's current pair as client-certificate and client-key, as the kubelet
  * does, so it stays valid across rotations.
  */
-import { KubeConfig } from '@kubernetes/client-node';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { stringify } from 'yaml';
-import { KnodeError, errorMessage } from '../../lib/errors.js';
+import { loadKubeconfig as loadKubeconfigFile, type Kubeconfig } from '../kube/kubeconfig.js';
 
 export interface ClusterInfo {
   server: string;
@@ -19,19 +18,13 @@ export interface ClusterInfo {
   tlsServerName: string | undefined;
 }
 
-export function loadKubeconfig(path: string): KubeConfig {
-  const kc = new KubeConfig();
-  try {
-    kc.loadFromFile(path);
-  } catch (err) {
-    throw new KnodeError('KUBECONFIG_INVALID', `cannot load kubeconfig ${path}: ${errorMessage(err)}`, { cause: err });
-  }
-  if (!kc.getCurrentCluster()) throw new KnodeError('KUBECONFIG_INVALID', `kubeconfig ${path} has no current cluster`);
-  return kc;
+/** Reads a kubeconfig (KUBECONFIG_INVALID when it cannot be used, e.g. no current cluster). */
+export function loadKubeconfig(path: string): Kubeconfig {
+  return loadKubeconfigFile(path);
 }
 
-export async function clusterInfo(kc: KubeConfig): Promise<ClusterInfo> {
-  const c = kc.getCurrentCluster()!;
+export async function clusterInfo(kc: Kubeconfig): Promise<ClusterInfo> {
+  const c = kc.cluster;
   let caPem: string | undefined;
   if (c.caData) caPem = Buffer.from(c.caData, 'base64').toString('utf8');
   else if (c.caFile) caPem = await readFile(c.caFile, 'utf8');

@@ -12,20 +12,20 @@
  */
 import { createHash, createPublicKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { CertificatesV1Api } from '@kubernetes/client-node';
-import type { KubeConfig, V1CertificateSigningRequest } from '@kubernetes/client-node';
+import type { V1CertificateSigningRequest } from '@kubernetes/client-node';
 import { KnodeError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { createCsr } from '../../lib/x509/pkcs10.js';
-import { apiErrorSummary, httpStatus } from '../kube/client.js';
-import { clientListWatch, startInformer } from '../kube/informer.js';
+import { apiErrorSummary, createKubeClient, httpStatus, type KubeClient } from '../kube/client.js';
+import { restListWatch, startInformer } from '../kube/informer.js';
+import type { Kubeconfig } from '../kube/kubeconfig.js';
 
 export const kubeletClientSigner = 'kubernetes.io/kube-apiserver-client-kubelet';
 export const clientUsages = ['digital signature', 'client auth'] as const;
 
 export interface RequestOptions {
   /** Credentials the request is made with (bootstrap token, or the current client certificate). */
-  kc: KubeConfig;
+  kc: Kubeconfig;
   privateKey: KeyObject;
   nodeName: string;
   /** spec.expirationSeconds; undefined = the signer's default. */
@@ -62,9 +62,18 @@ export function requestOutcome(csr: V1CertificateSigningRequest): { state: 'pend
 
 /** Creates (or finds) the request and waits for its certificate; returns the PEM. */
 export async function requestClientCertificate(o: RequestOptions): Promise<string> {
+  const client = createKubeClient(o.kc);
+  try {
+    return await requestWith(o, client);
+  } finally {
+    client.rest.close();
+  }
+}
+
+async function requestWith(o: RequestOptions, client: KubeClient): Promise<string> {
   const cn = `system:node:${o.nodeName}`;
   const orgs = ['system:nodes'];
-  const api = o.kc.makeApiClient(CertificatesV1Api);
+  const api = client.certificates;
   const pem = createCsr(o.privateKey, { commonName: cn, organizations: orgs });
   const request = Buffer.from(pem).toString('base64');
   const name = digestedName(o.privateKey, cn, orgs, clientUsages);
@@ -90,10 +99,10 @@ export async function requestClientCertificate(o: RequestOptions): Promise<strin
     }
     o.logger.info('waiting on the existing certificate signing request', { csr: name });
   }
-  return waitForCertificate(o, api, name);
+  return waitForCertificate(o, client, name);
 }
 
-async function waitForCertificate(o: RequestOptions, api: CertificatesV1Api, name: string): Promise<string> {
+async function waitForCertificate(o: RequestOptions, client: Pick<KubeClient, 'rest'>, name: string): Promise<string> {
   const stop = new AbortController();
   let settle: (r: { ok: string } | { err: Error }) => void = () => undefined;
   const result = new Promise<{ ok: string } | { err: Error }>((resolve) => (settle = resolve));
@@ -109,12 +118,7 @@ async function waitForCertificate(o: RequestOptions, api: CertificatesV1Api, nam
   };
   const timer = setTimeout(() => settle({ err: new KnodeError('CSR_TIMEOUT', `certificate signing request ${name} was not issued within ${Math.round(o.timeoutMs / 1000)} s (is it approved? kubectl get csr ${name})`) }), o.timeoutMs);
   const informer = startInformer<V1CertificateSigningRequest>({
-    listWatch: clientListWatch<V1CertificateSigningRequest>({
-      kc: o.kc,
-      path: '/apis/certificates.k8s.io/v1/certificatesigningrequests',
-      model: 'V1CertificateSigningRequest',
-      list: (q) => api.listCertificateSigningRequest(q),
-    }),
+    listWatch: restListWatch<V1CertificateSigningRequest>({ rest: client.rest, path: '/apis/certificates.k8s.io/v1/certificatesigningrequests' }),
     fieldSelector: `metadata.name=${name}`,
     signal: stop.signal,
     logger: o.logger.child({ part: 'csr-watch' }),

@@ -1,42 +1,55 @@
 /**
- * The agent's apiserver client: @kubernetes/client-node's KubeConfig with the
- * typed CoreV1Api and CoordinationV1Api, plus the helpers every caller needs
- * (patch content types, the HTTP code of a failed call).
+ * The agent's apiserver client: the kubeconfig (kubeconfig.ts), the lean
+ * transport (rest.ts) and the typed calls the agent makes (apis.ts), plus the
+ * helpers every caller needs (patch content types, the HTTP code of a failed
+ * call).
+ *
+ * Design notes: @kubernetes/client-node's runtime (generated API classes,
+ * ObjectSerializer and every model, its fetch/openid/yaml stack) cost the
+ * agent about 40 MB of RSS; the agent keeps only its TYPES (type-only imports
+ * are erased) and speaks to the apiserver through node:https. The call sites
+ * keep client-node's method names and request shapes (`kube.core.readNode({ name })`).
  */
-import { CoordinationV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { KnodeError, errorMessage } from '../../lib/errors.js';
+import { errorMessage } from '../../lib/errors.js';
+import { authenticationV1, authorizationV1, certificatesV1, coordinationV1, coreV1, type AuthenticationV1, type AuthorizationV1, type CertificatesV1, type CoordinationV1, type CoreV1 } from './apis.js';
+import { loadKubeconfig, type Kubeconfig } from './kubeconfig.js';
+import { createKubeRest, type KubeRest } from './rest.js';
+
+export { mergePatch, strategicMergePatch, jsonPatch } from './apis.js';
+export type { PatchOptions, CoreV1, CoordinationV1, AuthenticationV1, AuthorizationV1, CertificatesV1 } from './apis.js';
 
 export interface KubeClient {
-  kc: KubeConfig;
-  core: CoreV1Api;
-  coordination: CoordinationV1Api;
+  config: Kubeconfig;
+  rest: KubeRest;
+  core: CoreV1;
+  coordination: CoordinationV1;
+  authentication: AuthenticationV1;
+  authorization: AuthorizationV1;
+  certificates: CertificatesV1;
   /** The apiserver URL. */
   server: string;
 }
 
-export function createKubeClient(source: string | KubeConfig): KubeClient {
-  let kc: KubeConfig;
-  if (typeof source === 'string') {
-    kc = new KubeConfig();
-    try {
-      kc.loadFromFile(source);
-    } catch (err) {
-      throw new KnodeError('KUBECONFIG_INVALID', `cannot load kubeconfig ${source}: ${errorMessage(err)}`, { cause: err });
-    }
-  } else kc = source;
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new KnodeError('KUBECONFIG_INVALID', 'kubeconfig has no current cluster');
-  return { kc, core: kc.makeApiClient(CoreV1Api), coordination: kc.makeApiClient(CoordinationV1Api), server: cluster.server };
+/** A client from a kubeconfig file (KUBECONFIG_INVALID when it cannot be used) or an already loaded one. */
+export function createKubeClient(source: string | Kubeconfig): KubeClient {
+  const config = typeof source === 'string' ? loadKubeconfig(source) : source;
+  const rest = createKubeRest(config);
+  return {
+    config,
+    rest,
+    core: coreV1(rest),
+    coordination: coordinationV1(rest),
+    authentication: authenticationV1(rest),
+    authorization: authorizationV1(rest),
+    certificates: certificatesV1(rest),
+    server: config.cluster.server,
+  };
 }
 
-/** Options for a strategic merge patch (the client's default is a JSON patch). */
-export const strategicMergePatch = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
-export const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-
-/** The HTTP status of a failed API call (ApiException.code or a watch's statusCode), else undefined. */
+/** The HTTP status of a failed API call (KubeApiError.statusCode, or a numeric `code` as client-node's ApiException has), else undefined. */
 export function httpStatus(err: unknown): number | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
-  for (const key of ['code', 'statusCode']) {
+  for (const key of ['statusCode', 'code']) {
     const v = (err as Record<string, unknown>)[key];
     if (typeof v === 'number' && v >= 100 && v < 600) return v;
   }
@@ -46,7 +59,7 @@ export function httpStatus(err: unknown): number | undefined {
 export const isNotFound = (err: unknown): boolean => httpStatus(err) === 404;
 export const isConflict = (err: unknown): boolean => httpStatus(err) === 409;
 
-/** A short description of an API error for logs (client-node puts the whole body in the message). */
+/** A short description of an API error for logs: the status and the Status message, not the whole body. */
 export function apiErrorSummary(err: unknown): string {
   const status = httpStatus(err);
   const body = typeof err === 'object' && err !== null ? (err as { body?: unknown }).body : undefined;

@@ -15,9 +15,9 @@
  * - Names as upstream: `<object name>.<unix nanos in hex>`, in the object's
  *   namespace ('default' for cluster-scoped objects like the Node).
  */
-import type { CoreV1Api, CoreV1Event, V1ObjectReference } from '@kubernetes/client-node';
+import type { CoreV1Event, V1ObjectReference } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
-import { apiErrorSummary, isNotFound, strategicMergePatch } from './client.js';
+import { apiErrorSummary, isNotFound, strategicMergePatch, type CoreV1 } from './client.js';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -38,7 +38,7 @@ export interface EventRecorder {
 }
 
 export interface EventRecorderOptions {
-  core: Pick<CoreV1Api, 'createNamespacedEvent' | 'patchNamespacedEvent'>;
+  core: Pick<CoreV1, 'createNamespacedEvent' | 'patchNamespacedEvent'>;
   /** source.component: 'kubelet'. */
   component: string;
   /** source.host: the node name. */
@@ -74,6 +74,11 @@ export function takeToken(state: { tokens: number; at: number } | undefined, now
   const at = tokens >= burst ? now : s.at + gained * refillMs;
   if (tokens < 1) return { state: { tokens, at }, ok: false };
   return { state: { tokens: tokens - 1, at }, ok: true };
+}
+
+/** Whether a bucket has refilled completely, i.e. is the same as no bucket (it can be forgotten). Pure. */
+export function bucketRefilled(state: { tokens: number; at: number }, now: number, burst: number, refillMs: number): boolean {
+  return state.tokens + Math.floor((now - state.at) / refillMs) >= burst;
 }
 
 /** The v1 Event object to create (pure). */
@@ -159,6 +164,8 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
   };
 
   const prune = (nowMs: number): void => {
+    // One bucket per object the agent ever reported on (every pod): drop the refilled ones, or they pile up.
+    if (buckets.size >= 256) for (const [k, b] of buckets) if (bucketRefilled(b, nowMs, burst, refillMs)) buckets.delete(k);
     if (seen.size < 4096) return;
     for (const [k, s] of seen) if (nowMs - s.lastTimestamp.getTime() > window) seen.delete(k);
   };

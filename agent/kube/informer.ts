@@ -12,21 +12,20 @@
  *   list against the cache (informer-state.ts), so handlers see exactly the
  *   adds, updates and deletes they missed — never a spurious delete of objects
  *   that still exist (a pod worker must not kill a pod because a watch broke).
- * - The apiserver is reached through a `ListWatch` port; `clientListWatch`
- *   implements it with @kubernetes/client-node (typed list, Watch stream with
- *   events decoded into the same typed models). Tests can plug a fake.
+ * - The apiserver is reached through a `ListWatch` port; `restListWatch`
+ *   implements it over the agent's lean transport (rest.ts: a JSON list, then a
+ *   streaming watch whose objects get the same date revival). Tests can plug a
+ *   fake.
  * - Handlers are called synchronously in event order; a throwing handler is
  *   logged and does not stop the informer. Stop with the AbortSignal.
  */
-import { Watch } from '@kubernetes/client-node';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
 import { errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { httpStatus } from './client.js';
 import { applyWatchEvent, backoffDelay, keyOf, replaceAll } from './informer-state.js';
 import type { Change, KubeObjectLike } from './informer-state.js';
 import { sleep } from '../../lib/sleep.js';
+import type { KubeRest } from './rest.js';
 
 export { keyOf } from './informer-state.js';
 export type { Change, KubeObjectLike } from './informer-state.js';
@@ -221,70 +220,39 @@ export function startInformer<T extends KubeObjectLike>(options: InformerOptions
   };
 }
 
-export interface ClientListWatchOptions<T> {
-  kc: KubeConfig;
-  /** Collection path for the watch, e.g. /api/v1/pods. */
+export interface RestListWatchOptions {
+  rest: KubeRest;
+  /** Collection path for the list and the watch, e.g. /api/v1/pods. */
   path: string;
-  /** The client-node model name, e.g. 'V1Pod' (watch objects are decoded into it). */
-  model: string;
-  list(options: { fieldSelector?: string; labelSelector?: string }): Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
 }
 
-/** A ListWatch over @kubernetes/client-node: the typed list call plus a Watch stream. */
-export function clientListWatch<T>(o: ClientListWatchOptions<T>): ListWatch<T> {
-  const watcher = new Watch(o.kc);
+/** A ListWatch over the agent's transport: GET <path> (a List), then GET <path>?watch=true. */
+export function restListWatch<T>(o: RestListWatchOptions): ListWatch<T> {
   return {
     async list(options) {
-      const res = await o.list({
-        ...(options.fieldSelector ? { fieldSelector: options.fieldSelector } : {}),
-        ...(options.labelSelector ? { labelSelector: options.labelSelector } : {}),
+      const res = await o.rest.request<{ items?: T[]; metadata?: { resourceVersion?: string } }>({
+        method: 'GET',
+        path: o.path,
+        query: { fieldSelector: options.fieldSelector, labelSelector: options.labelSelector },
+        signal: options.signal,
       });
-      return { items: res.items, resourceVersion: res.metadata?.resourceVersion ?? '' };
+      return { items: res.items ?? [], resourceVersion: res.metadata?.resourceVersion ?? '' };
     },
     watch(options, onEvent) {
-      return new Promise<void>((resolve, reject) => {
-        if (options.signal.aborted) return resolve();
-        let controller: AbortController | undefined;
-        let finished = false;
-        const finish = (err: unknown): void => {
-          if (finished) return;
-          finished = true;
-          options.signal.removeEventListener('abort', onAbort);
-          if (err === null || err === undefined || options.signal.aborted || isAbortError(err)) resolve();
-          else reject(err);
-        };
-        const onAbort = (): void => {
-          controller?.abort();
-          finish(null);
-        };
-        options.signal.addEventListener('abort', onAbort, { once: true });
-        const params = {
-          resourceVersion: options.resourceVersion,
-          allowWatchBookmarks: true,
-          timeoutSeconds: options.timeoutSeconds,
-          fieldSelector: options.fieldSelector,
-          labelSelector: options.labelSelector,
-        };
-        watcher
-          .watch(
-            o.path,
-            params,
-            (type: string, object: unknown) => {
-              const decoded = type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED' ? (ObjectSerializer.deserialize(object, o.model, '') as unknown) : object;
-              onEvent(type, decoded);
-            },
-            (err: unknown) => finish(err),
-          )
-          .then((c) => {
-            controller = c;
-            if (options.signal.aborted) c.abort();
-          })
-          .catch((err: unknown) => finish(err));
-      });
+      return o.rest.watch(
+        {
+          path: o.path,
+          query: {
+            resourceVersion: options.resourceVersion,
+            allowWatchBookmarks: true,
+            timeoutSeconds: options.timeoutSeconds,
+            fieldSelector: options.fieldSelector,
+            labelSelector: options.labelSelector,
+          },
+          signal: options.signal,
+        },
+        (e) => onEvent(e.type, e.object),
+      );
     },
   };
-}
-
-function isAbortError(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'AbortError';
 }

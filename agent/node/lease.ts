@@ -9,10 +9,10 @@
  * again or create it. Errors retry with back-off (200 ms doubling, at most the
  * renew interval); the loop never ends before the signal aborts.
  */
-import { V1MicroTime } from '@kubernetes/client-node';
-import type { CoordinationV1Api, V1Lease, V1OwnerReference } from '@kubernetes/client-node';
+import { MicroTime } from '../kube/wire.js';
+import type { V1Lease, V1OwnerReference } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
-import { apiErrorSummary, isConflict, isNotFound } from '../kube/client.js';
+import { apiErrorSummary, isConflict, isNotFound, type CoordinationV1 } from '../kube/client.js';
 import { backoffDelay } from '../kube/informer-state.js';
 import { sleep } from '../../lib/sleep.js';
 
@@ -29,12 +29,12 @@ export function renderLease(o: { nodeName: string; nodeUid: string | undefined; 
     apiVersion: 'coordination.k8s.io/v1',
     kind: 'Lease',
     metadata: { ...(o.base?.metadata ?? {}), name: o.nodeName, namespace: leaseNamespace, ...(owners.length > 0 ? { ownerReferences: owners } : {}) },
-    spec: { ...(o.base?.spec ?? {}), holderIdentity: o.nodeName, leaseDurationSeconds: o.durationSeconds, renewTime: new V1MicroTime(o.now.getTime()) },
+    spec: { ...(o.base?.spec ?? {}), holderIdentity: o.nodeName, leaseDurationSeconds: o.durationSeconds, renewTime: new MicroTime(o.now.getTime()) },
   };
 }
 
 export interface LeaseLoopOptions {
-  coordination: Pick<CoordinationV1Api, 'readNamespacedLease' | 'createNamespacedLease' | 'replaceNamespacedLease'>;
+  coordination: Pick<CoordinationV1, 'readNamespacedLease' | 'createNamespacedLease' | 'replaceNamespacedLease'>;
   nodeName: string;
   /** The Node's uid for the ownerReference (changes when the Node is re-registered). */
   nodeUid: () => string | undefined;

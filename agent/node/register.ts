@@ -5,12 +5,13 @@
  * its status up to date. Taints and other labels on an existing Node belong to
  * the cluster's operators and are left alone.
  */
-import type { CoreV1Api, V1Node } from '@kubernetes/client-node';
+import type { V1Node } from '@kubernetes/client-node';
+import type { CoreV1 } from '../kube/client.js';
 import type { Logger } from '../../lib/log.js';
 import { httpStatus, strategicMergePatch } from '../kube/client.js';
 import { reconcileLabelsPatch } from './render.js';
 
-export async function registerNode(o: { core: Pick<CoreV1Api, 'createNode' | 'readNode' | 'patchNode'>; node: V1Node; logger: Logger }): Promise<{ node: V1Node; created: boolean }> {
+export async function registerNode(o: { core: Pick<CoreV1, 'createNode' | 'readNode' | 'patchNode'>; node: V1Node; logger: Logger }): Promise<{ node: V1Node; created: boolean }> {
   const name = o.node.metadata!.name!;
   try {
     const node = await o.core.createNode({ body: o.node });

@@ -9,7 +9,6 @@
  * and the next tick retries.
  */
 import type { V1Node, V1NodeStatus } from '@kubernetes/client-node';
-import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
 import { errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import type { Runtime } from '../runtime/types.js';
@@ -59,7 +58,8 @@ export interface StatusLoop {
 
 /** The status body for the PATCH (plain JSON; addresses replaced as a whole so a changed IP does not linger). */
 export function statusPatchBody(status: V1NodeStatus): { status: Record<string, unknown> } {
-  const json = ObjectSerializer.serialize(status, 'V1NodeStatus', '') as Record<string, unknown>;
+  // JSON round trip: Dates become RFC 3339 strings and undefined fields vanish, as client-node's serializer did.
+  const json = JSON.parse(JSON.stringify(status)) as Record<string, unknown>;
   if (Array.isArray(json.addresses)) json.addresses = [{ $patch: 'replace' }, ...(json.addresses as unknown[])];
   return { status: json };
 }

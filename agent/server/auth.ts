@@ -17,7 +17,7 @@
  *   for authz are 5 min / 30 s), so a `logs -f` or an exec storm does not
  *   become a review storm. `nodeAttributes` is pure.
  */
-import { AuthenticationV1Api, AuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeClient } from '../kube/client.js';
 
 export interface RequestUser {
   name: string;
@@ -71,9 +71,9 @@ export interface Reviewer {
 }
 
 /** TokenReview / SubjectAccessReview through the agent's kubeconfig. */
-export function apiReviewer(kc: KubeConfig): Reviewer {
-  const authn = kc.makeApiClient(AuthenticationV1Api);
-  const authz = kc.makeApiClient(AuthorizationV1Api);
+export function apiReviewer(kube: Pick<KubeClient, 'authentication' | 'authorization'>): Reviewer {
+  const authn = kube.authentication;
+  const authz = kube.authorization;
   return {
     async reviewToken(token) {
       const r = await authn.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } } });

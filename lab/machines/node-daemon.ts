@@ -26,6 +26,8 @@ export interface NodeDaemonSpec {
   log: string;
   /** A path only this daemon's command line names (checked against pid reuse). */
   marker: string;
+  /** Extra environment (on top of the lab's own). */
+  env?: Record<string, string>;
 }
 
 export function nodeDaemonPid(spec: Pick<NodeDaemonSpec, 'pidFile' | 'marker'>): Promise<number | undefined> {
@@ -50,6 +52,7 @@ export async function ensureNodeDaemon(spec: NodeDaemonSpec): Promise<{ pid: num
     args: [`--net=${netnsPath(spec.node.netns)}`, process.execPath, ...spec.args],
     logFile: spec.log,
     pidFile: spec.pidFile,
+    ...(spec.env !== undefined ? { env: { ...process.env, ...spec.env } } : {}),
   });
   let exitCode: number | null | undefined;
   void daemon.exited.then((c) => {

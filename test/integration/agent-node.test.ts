@@ -13,10 +13,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { resolveConfig } from '../../agent/config/index.js';
 import { createKubeClient } from '../../agent/kube/client.js';
+import { loadKubeconfig } from '../../agent/kube/kubeconfig.js';
 import { startInformer } from '../../agent/kube/informer.js';
 import { podListWatch } from '../../agent/kube/resources.js';
 import { startNodeAgent } from '../../agent/node/index.js';
@@ -50,7 +50,7 @@ const kube = createKubeClient(nodeKc);
 const cniConfDir = join(env.tmp, 'cni', 'net.d');
 await mkdir(cniConfDir, { recursive: true });
 const containerd = await startContainerd(env, { cri: { cniConfDir } });
-const runtime = createRuntime('cri', { endpoint: `unix://${containerd.socket}`, requestTimeoutMs: 10_000 });
+const runtime = await createRuntime('cri', { endpoint: `unix://${containerd.socket}`, requestTimeoutMs: 10_000 });
 closeRuntime = () => runtime.close();
 
 const resolved = resolveConfig({
@@ -220,16 +220,8 @@ async function startProxy(target: URL): Promise<{ port: number; cut(): Promise<v
 t.test('pod informer (spec.nodeName) survives a dropped watch and a 410', async (t) => {
   const proxy = await startProxy(new URL(server.urls[0]!));
   t.teardown(() => proxy.close());
-  const base = new KubeConfig();
-  base.loadFromFile(nodeKc);
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: base.clusters.map((c) => ({ ...c, server: `https://127.0.0.1:${proxy.port}` })),
-    users: base.users,
-    contexts: base.contexts,
-    currentContext: base.currentContext,
-  });
-  const client = createKubeClient(kc);
+  const base = loadKubeconfig(nodeKc);
+  const client = createKubeClient({ ...base, cluster: { ...base.cluster, server: `https://127.0.0.1:${proxy.port}` } });
   const ns = `knode-t-${env.rand}`;
   await admin.core.createNamespace({ body: { metadata: { name: ns } } });
   const pod = (name: string, node: string): V1Pod => ({ metadata: { name, namespace: ns }, spec: { nodeName: node, containers: [{ name: 'c', image: 'busybox' }] } });

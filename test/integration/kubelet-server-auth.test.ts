@@ -62,7 +62,7 @@ t.test('kubelet API authn/authz through TokenReview and SubjectAccessReview', as
   });
   t.teardown(() => api.close());
   const kube = createKubeClient(await api.nodeKubeconfig('n1'));
-  const runtime = createRuntime('cri', { endpoint: `unix://${join(dir, 'no-runtime.sock')}` });
+  const runtime = await createRuntime('cri', { endpoint: `unix://${join(dir, 'no-runtime.sock')}` });
   t.teardown(() => runtime.close());
   const tls = await loadServingCert({ rootDir: join(dir, 'agent'), nodeName: 'n1', addresses: ['127.0.0.1'] });
   const pod: V1Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'default', uid: 'u1' }, spec: { containers: [{ name: 'c', image: 'x' }] } };
@@ -74,7 +74,7 @@ t.test('kubelet API authn/authz through TokenReview and SubjectAccessReview', as
     healthzPort: 0,
     tls,
     clientCA: api.pki.ca.cert,
-    reviewer: cachingReviewer(apiReviewer(kube.kc)),
+    reviewer: cachingReviewer(apiReviewer(kube)),
     runtime,
     pods: () => [pod],
     logger: createLogger({ component: 'test-kubelet-server', level: 'error' }),

@@ -5,9 +5,10 @@
  * de-duplication and rate limit, and the status loop against a fake apiserver.
  */
 import t from 'tap';
-import type { CoordinationV1Api, CoreV1Api, CoreV1Event, V1Lease, V1Node, V1NodeStatus } from '@kubernetes/client-node';
-import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
-import { createEventRecorder, takeToken } from '../../agent/kube/events.js';
+import type { CoreV1Event, V1Lease, V1Node, V1NodeStatus } from '@kubernetes/client-node';
+import type { CoordinationV1, CoreV1 } from '../../agent/kube/client.js';
+import { reviveDates } from '../../agent/kube/wire.js';
+import { bucketRefilled, createEventRecorder, takeToken } from '../../agent/kube/events.js';
 import type { InvolvedObject } from '../../agent/kube/events.js';
 import { defaultRouteInterface, defaultRouteInterface6, pickNodeIPs } from '../../agent/node/addresses.js';
 import { desiredConditions, readyCondition, shouldWriteStatus, stampConditions, statusDiffers, transitionEvent, transitions } from '../../agent/node/conditions.js';
@@ -183,7 +184,7 @@ t.test('status write decisions', async (t) => {
   // The Node as read back from the apiserver (JSON round trip) still compares equal.
   const sent = JSON.parse(JSON.stringify(statusPatchBody(written).status)) as { addresses: unknown[] };
   sent.addresses = sent.addresses.slice(1); // the server applies the $patch directive
-  const roundTrip = ObjectSerializer.deserialize(sent, 'V1NodeStatus', '') as V1NodeStatus;
+  const roundTrip = reviveDates(sent) as V1NodeStatus;
   t.equal(statusDiffers(roundTrip, fields, desired), false, 'equal after a JSON round trip');
   t.equal(statusDiffers(written, fields, desiredConditions(networkNotReady, noPressure)), true, 'Ready changed');
   t.equal(statusDiffers(written, renderStatusFields(facts({ internalIPs: ['10.0.0.6'] })), desired), true, 'address changed');
@@ -264,7 +265,7 @@ t.test('event recorder: shape, de-duplication, rate limit, never throws', async 
       patched.push({ name, body });
       return {} as CoreV1Event;
     },
-  } as unknown as Pick<CoreV1Api, 'createNamespacedEvent' | 'patchNamespacedEvent'>;
+  } as unknown as Pick<CoreV1, 'createNamespacedEvent' | 'patchNamespacedEvent'>;
   let clock = Date.parse('2026-01-01T00:00:00Z');
   const rec = createEventRecorder({ core, component: 'kubelet', host: 'n1', logger: quiet, now: () => new Date(clock), burst: 3, refillMs: 600_000 });
   const node: InvolvedObject = nodeReference('n1');
@@ -301,6 +302,9 @@ t.test('event recorder: shape, de-duplication, rate limit, never throws', async 
   t.same(takeToken(undefined, 0, 2, 100), { state: { tokens: 1, at: 0 }, ok: true });
   t.same(takeToken({ tokens: 0, at: 0 }, 99, 2, 100).ok, false);
   t.same(takeToken({ tokens: 0, at: 0 }, 100, 2, 100), { state: { tokens: 0, at: 100 }, ok: true });
+  t.equal(bucketRefilled({ tokens: 0, at: 0 }, 199, 2, 100), false, 'one token back of two');
+  t.equal(bucketRefilled({ tokens: 0, at: 0 }, 200, 2, 100), true, 'full again: the same as no bucket');
+  t.equal(bucketRefilled({ tokens: 2, at: 50 }, 50, 2, 100), true);
 });
 
 t.test('status loop against a fake apiserver: writes only when needed, re-registers', async (t) => {
@@ -310,16 +314,16 @@ t.test('status loop against a fake apiserver: writes only when needed, re-regist
   const core = {
     async readNode() {
       if (stored === undefined) throw Object.assign(new Error('not found'), { code: 404 });
-      return ObjectSerializer.deserialize(JSON.parse(JSON.stringify(ObjectSerializer.serialize(stored, 'V1Node', ''))), 'V1Node', '') as V1Node;
+      return reviveDates(JSON.parse(JSON.stringify(stored)) as V1Node);
     },
     async patchNodeStatus({ body }: { name: string; body: { status: Record<string, unknown> } }) {
       patches++;
       const s = { ...body.status };
       s.addresses = (s.addresses as unknown[]).slice(1);
-      stored = { ...stored!, status: ObjectSerializer.deserialize(s, 'V1NodeStatus', '') as V1NodeStatus };
+      stored = { ...stored!, status: reviveDates(s) as V1NodeStatus };
       return stored;
     },
-  } as unknown as CoreV1Api;
+  } as unknown as CoreV1;
   let health: 'ok' | 'net' = 'net';
   const runtime = {
     async status() {
@@ -407,7 +411,7 @@ t.test('lease loop: create, update, conflict → re-read, errors back off', asyn
       stored = { ...body, metadata: { ...body.metadata, resourceVersion: String(++rv) } };
       return structuredClone(stored);
     },
-  } as unknown as Pick<CoordinationV1Api, 'readNamespacedLease' | 'createNamespacedLease' | 'replaceNamespacedLease'>;
+  } as unknown as Pick<CoordinationV1, 'readNamespacedLease' | 'createNamespacedLease' | 'replaceNamespacedLease'>;
   const ac = new AbortController();
   let uid = 'u1';
   const loop = startLeaseLoop({ coordination, nodeName: 'n1', nodeUid: () => uid, durationSeconds: 40, renewIntervalMs: 5, signal: ac.signal, logger: quiet });

@@ -355,13 +355,13 @@ t.test('backend map', async (t) => {
   t.ok(isAvailableRuntime('cri'));
   t.ok(isAvailableRuntime('docker'));
   t.notOk(isAvailableRuntime('rkt'));
-  t.throws(() => createRuntime('rkt', { endpoint: '/x.sock' }), { code: 'RUNTIME_UNSUPPORTED' });
-  const r = createRuntime('cri', { endpoint: '/nonexistent/knode-t.sock' });
+  await t.rejects(createRuntime('rkt', { endpoint: '/x.sock' }), { code: 'RUNTIME_UNSUPPORTED' });
+  const r = await createRuntime('cri', { endpoint: '/nonexistent/knode-t.sock' });
   t.equal(r.kind, 'cri');
   r.close();
-  const d = createRuntime('docker', { endpoint: 'unix:///nonexistent/knode-t-docker.sock' });
+  const d = await createRuntime('docker', { endpoint: 'unix:///nonexistent/knode-t-docker.sock' });
   t.equal(d.kind, 'docker');
   await t.rejects(d.version({ timeoutMs: 2000 }), { code: 'UNAVAILABLE' }, 'no dockerd: UNAVAILABLE');
   d.close();
-  t.throws(() => createRuntime('docker', { endpoint: 'tcp://127.0.0.1:2375' }), { code: 'INVALID_ARGUMENT' }, 'docker: unix sockets only');
+  await t.rejects(createRuntime('docker', { endpoint: 'tcp://127.0.0.1:2375' }), { code: 'INVALID_ARGUMENT' }, 'docker: unix sockets only');
 });

@@ -17,7 +17,8 @@
  *   mirror yet it is kept and written when the mirror is created.
  * - Nothing here throws to the caller; API failures are logged and retried.
  */
-import type { CoreV1Api, V1Pod, V1PodStatus } from '@kubernetes/client-node';
+import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
+import type { CoreV1 } from '../../kube/client.js';
 import type { Logger } from '../../../lib/log.js';
 import { sleep } from '../../../lib/sleep.js';
 import { apiErrorSummary, isConflict, isNotFound } from '../../kube/client.js';
@@ -36,7 +37,7 @@ export interface StaticPodsOptions {
   /** --pod-manifest-path; undefined: no static pods (orphaned mirror pods are still removed). */
   manifestDir: string | undefined;
   nodeName: string;
-  core: Pick<CoreV1Api, 'createNamespacedPod' | 'deleteNamespacedPod'>;
+  core: Pick<CoreV1, 'createNamespacedPod' | 'deleteNamespacedPod'>;
   /** Where pod statuses go (the apiserver's status subresource). */
   statusSink: PodStatusSink;
   recorder: EventRecorder;
