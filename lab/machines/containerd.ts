@@ -144,12 +144,13 @@ async function ping(node: LabNode): Promise<boolean> {
 
 async function start(node: LabNode): Promise<number> {
   const p = containerdPaths(node);
+  // The node's CNI launcher and knode-cni-daemon first (also when containerd runs already):
+  // containerd's CNI calls go through them.
+  await ensureLabCni(node);
   const running = await daemonFromPidFile(p.pidFile, p.config);
   if (running !== undefined && (await ping(node))) return running;
   if (running !== undefined) await terminate([running], { graceMs: 5000 }); // alive but not answering
   for (const dir of [p.root, p.state, p.runcRoot, p.optDir, p.cniConfDir, p.registryConfigDir]) await mkdir(dir, { recursive: true });
-  // The node's CNI launcher and knode-cni-daemon first: containerd's CNI calls go through them.
-  await ensureLabCni(node);
   await writeFile(p.config, renderContainerdConfig(p));
   for (const host of [labRegistry.plain, labRegistry.auth]) {
     await mkdir(join(p.registryConfigDir, host), { recursive: true });
