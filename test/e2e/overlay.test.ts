@@ -13,7 +13,7 @@ import { execFile, type ExecResult } from '../../lib/exec.js';
 import { labDataDir, labRunDir } from '../../lab/paths.js';
 import { containerdPaths, renderContainerdConfig } from '../../lab/machines/containerd.js';
 import { agentPaths } from '../../lab/machines/agent.js';
-import { labCniBinDir, labCniPlugins, labCniSocket } from '../../lab/machines/cni-plugins.js';
+import { cniDaemonLog, labCniBinDir, labCniPlugins, labCniSocket } from '../../lab/machines/cni-plugins.js';
 import { labNode } from '../../lab/machines/layout.js';
 import { getJson, kubectl, lab as labCmd, until } from '../helpers/lab.js';
 
@@ -143,6 +143,13 @@ for (const backend of ['vxlan', 'host-gw'] as const) {
     t.ok(existsSync(join(root2, 'cni', 'networks', 'knode', b.status!.podIP!)), 'knode-host-local reserved ov-b\'s IP in the agent\'s store');
     const saved = readdirSync(join(root2, 'cni', 'flannel')).map((f) => JSON.parse(readFileSync(join(root2, 'cni', 'flannel', f), 'utf8')) as { type?: string; ipam?: { type?: string } });
     t.ok(saved.some((d) => d.type === 'knode-bridge' && d.ipam?.type === 'knode-host-local'), 'knode-flannel saved its bridge + host-local delegate config');
+    // …through the sh launcher and the node's knode-cni-daemon (no Node process per call).
+    for (const n of [1, 2]) {
+      const log = readFileSync(cniDaemonLog(labNode(n)), 'utf8');
+      t.match(log, /"msg":"request","component":"knode-cni-daemon","plugin":"knode-flannel","command":"ADD","containerId":"[0-9a-f]{64}","exitCode":0/, `node-${n}: knode-cni-daemon served containerd's knode-flannel ADD`);
+      t.match(log, /"plugin":"knode-portmap","command":"ADD","containerId":"[0-9a-f]{64}","exitCode":0/, `node-${n}: and the chained knode-portmap ADD`);
+      t.match(log, /"plugin":"knode-loopback","command":"ADD","containerId":"[0-9a-f]{64}","exitCode":0/, `node-${n}: and the pod's lo (loopback)`);
+    }
 
     // Pod to pod across nodes.
     const tx0 = backend === 'vxlan' ? await flannelTx('node-1') : 0;
