@@ -3,6 +3,9 @@
  *   ref          the reference bridge + host-local (/usr/lib/cni, Go)
  *   knode        knode-bridge (+ knode-host-local in-process), a Node process per call, no daemon
  *   knode+daemon the same knode-bridge program, which hands the request to knode-cni-daemon
+ *   launcher+daemon the installed form: the sh launcher (cni/launcher.sh) named knode-bridge,
+ *                which hands the request to knode-cni-daemon with socat (no Node process)
+ *   launcher     the same launcher with no daemon: it execs the knode-bridge bundle
  *   daemon-direct one request straight over the daemon socket from this process (no plugin
  *                process: the floor of the daemon path, what a runtime speaking to the daemon
  *                directly would see)
@@ -35,6 +38,7 @@ import { parseArgs } from 'node:util';
 import { execFile } from '../lib/exec.js';
 import { requestDaemon } from '../cni/daemon/client.js';
 import { requestFromEnv } from '../cni/daemon/protocol.js';
+import { installLauncher } from '../cni/launcher.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const REFERENCE_DIR = '/usr/lib/cni';
@@ -195,7 +199,15 @@ async function inner(opts: Options): Promise<void> {
   writeFileSync(join(work, 'daemon.pid'), String(daemon.pid ?? ''));
   try {
     const knodePath = `${dirname(bundles['knode-bridge']!)}:${REFERENCE_DIR}`;
-    const confs = [0, 1, 2, 3].map((i) =>
+    // The launcher as install-node makes it: one file, the plugin names linked to it.
+    const launcherDir = join(work, 'launcher');
+    await installLauncher(
+      launcherDir,
+      { node: process.execPath, dist: dirname(bundles['knode-bridge']!), socket, generator: 'bench-cni' },
+      join(root, 'cni', 'launcher.sh'),
+    );
+    const launcher = join(launcherDir, 'knode-bridge');
+    const confs = [0, 1, 2, 3, 4, 5].map((i) =>
       i === 0 ? netConf(i, 'bridge', 'host-local', join(work, `ipam${i}`)) : netConf(i, 'knode-bridge', 'knode-host-local', join(work, `ipam${i}`)),
     );
     const direct: Variant = {
@@ -203,13 +215,13 @@ async function inner(opts: Options): Promise<void> {
       async call(command, containerId) {
         const req = requestFromEnv(
           'knode-bridge',
-          { CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: containers[3]!, CNI_IFNAME: 'eth0', CNI_PATH: knodePath },
-          confs[3]!,
+          { CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: containers[5]!, CNI_IFNAME: 'eth0', CNI_PATH: knodePath },
+          confs[5]!,
         );
         const started = performance.now();
         const o = await requestDaemon(socket, req, { timeoutMs: 60_000 });
         const ms = performance.now() - started;
-        if (o.kind !== 'response' || o.response.fallback) throw new Error(`direct ${command}: ${JSON.stringify(o)}`);
+        if (o.kind !== 'response') throw new Error(`direct ${command}: ${JSON.stringify(o)}`);
         checkOutcome('direct', command, o.response.exitCode, o.response);
         return ms;
       },
@@ -220,6 +232,8 @@ async function inner(opts: Options): Promise<void> {
         KNODE_CNI_SOCKET: absentSocket,
       }),
       processVariant('knode via daemon (shim process)', bundles['knode-bridge']!, confs[2]!, containers[2]!, knodePath, { KNODE_CNI_SOCKET: socket }),
+      processVariant('knode via sh launcher + daemon (socat)', launcher, confs[3]!, containers[3]!, knodePath, {}),
+      processVariant('knode via sh launcher, no daemon', launcher, confs[4]!, containers[4]!, knodePath, { KNODE_CNI_SOCKET: absentSocket }),
       direct,
     ];
 
@@ -257,6 +271,10 @@ async function inner(opts: Options): Promise<void> {
       {
         name: 'knode-bridge VERSION, via daemon',
         run: async () => versionOk(await timedExec(bundles['knode-bridge']!, [], versionEnv({ KNODE_CNI_SOCKET: socket }), '')),
+      },
+      {
+        name: 'knode-bridge VERSION, sh launcher + daemon',
+        run: async () => versionOk(await timedExec(launcher, [], versionEnv({}), '')),
       },
     ];
     const startupSamples = startups.map((): number[] => []);
@@ -316,7 +334,7 @@ async function outer(opts: Options): Promise<void> {
   const root = join(here, '..', '..');
   const name = (): string => `knode-t-${randomBytes(4).toString('hex')}`;
   const host = name();
-  const containers = [name(), name(), name(), name()];
+  const containers = [name(), name(), name(), name(), name(), name()];
   const work = mkdtempSync(join(tmpdir(), 'knode-t-bench-'));
   const created: string[] = [];
   try {

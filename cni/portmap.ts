@@ -30,8 +30,11 @@
  * - GC (spec 1.1, not in the reference 1.1.1) removes the chains of this network's containers
  *   that are not in cni.dev/valid-attachments, found by the jump rules' comments.
  * - A mapping with no protocol means tcp (the reference would hand iptables an empty -p).
- * - Not done: removing stale UDP conntrack entries after ADD (the reference does it through
- *   netlink conntrack and treats failures as informative only).
+ * - After ADD, conntrack entries of UDP traffic to a mapped hostPort are deleted (as the
+ *   reference does, after the rules are in): an entry made before the mapping existed would keep
+ *   steering that "connection" past the new DNAT. Through the `conntrack` tool (conntrack-tools,
+ *   an install-node package; the reference uses netlink conntrack), in the plugin's namespace;
+ *   failures are logged, never fatal (informative only, as in the reference).
  */
 import { createHash } from 'node:crypto';
 import { execFile } from '../lib/exec.js';
@@ -495,13 +498,33 @@ async function gc(args: CmdArgs): Promise<void> {
   }
 }
 
+/** The `conntrack` arguments that delete UDP entries to the mapped host ports (pure). */
+export function staleUdpConntrackDeletes(mappings: readonly PortMapping[], family: Family): string[][] {
+  const ports = [...new Set(mappings.filter((m) => m.protocol === 'udp').map((m) => m.hostPort))];
+  return ports.map((port) => ['-D', '-f', family === 6 ? 'ipv6' : 'ipv4', '-p', 'udp', '--orig-port-dst', String(port)]);
+}
+
+async function deleteStaleUdpConntrack(mappings: readonly PortMapping[], family: Family, log: CmdArgs['log']): Promise<void> {
+  for (const argv of staleUdpConntrackDeletes(mappings, family)) {
+    try {
+      const r = await execFile('conntrack', argv, { allowFailure: true, timeoutMs: 10_000 });
+      // Exit 1 with "0 flow entries have been deleted" is the common case: nothing stale.
+      if (r.code !== 0 && !/\b0 flow entries/.test(r.stderr)) log.warn('cannot delete stale UDP conntrack entries', { args: argv.join(' '), stderr: r.stderr.trim() });
+    } catch (err) {
+      log.warn('cannot delete stale UDP conntrack entries', { args: argv.join(' '), err });
+    }
+  }
+}
+
 async function add(args: CmdArgs): Promise<CniResult> {
   const conf = parsePortmapConf(args.conf);
   const prev = requirePrev(args);
   if (conf.mappings.length === 0) return prev;
-  for (const addr of containerAddresses(prev, args.ifName)) {
+  const addrs = containerAddresses(prev, args.ifName);
+  for (const addr of addrs) {
     await forwardPorts(conf, args.name, args.containerId, addr, args.log);
   }
+  for (const family of new Set(addrs.map((a) => a.ip.family))) await deleteStaleUdpConntrack(conf.mappings, family, args.log);
   return prev;
 }
 

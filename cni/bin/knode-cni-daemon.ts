@@ -2,8 +2,9 @@
 // knode-flannel requests from the plugin shims over a unix socket (cni/daemon/). Run it as root in
 // the node's network namespace (the namespace containerd runs the plugins in); callers from other
 // namespaces fall back to in-process work.
-//   knode-cni-daemon [--socket PATH] [--request-timeout-ms N]
-// The socket defaults to $KNODE_CNI_SOCKET, else /run/knode/cni.sock.
+//   knode-cni-daemon [--socket PATH] [--request-timeout-ms N] [--log-requests]
+// The socket defaults to $KNODE_CNI_SOCKET, else /run/knode/cni.sock. --log-requests logs each
+// request (plugin, command, container, exit code, ms) at info level instead of debug.
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../lib/log.js';
 import { errorMessage } from '../../lib/errors.js';
@@ -20,14 +21,14 @@ import { koffiModule, netlinkModule } from '../../lib/netlink/native.js';
 const log = createLogger({ component: 'knode-cni-daemon' });
 
 function usage(msg: string): never {
-  process.stderr.write(`knode-cni-daemon: ${msg}\nusage: knode-cni-daemon [--socket PATH] [--request-timeout-ms N]\n`);
+  process.stderr.write(`knode-cni-daemon: ${msg}\nusage: knode-cni-daemon [--socket PATH] [--request-timeout-ms N] [--log-requests]\n`);
   process.exit(2);
 }
 
-let values: { socket?: string; 'request-timeout-ms'?: string };
+let values: { socket?: string; 'request-timeout-ms'?: string; 'log-requests'?: boolean };
 try {
   ({ values } = parseArgs({
-    options: { socket: { type: 'string' }, 'request-timeout-ms': { type: 'string' } },
+    options: { socket: { type: 'string' }, 'request-timeout-ms': { type: 'string' }, 'log-requests': { type: 'boolean' } },
     strict: true,
     allowPositionals: false,
   }));
@@ -55,6 +56,7 @@ const daemon = new CniDaemon({
   },
   requestTimeoutMs,
   log,
+  logRequests: values['log-requests'] === true,
   checkPeer,
 });
 

@@ -1,21 +1,23 @@
 /**
- * Client side of the daemon protocol (protocol.ts): one request per connection.
+ * Client side of the daemon protocol (protocol.ts, KNODE-CNI/2): one request per connection.
+ * The Node twin of what cni/launcher.sh does with socat.
  *
  * Design notes
- * - Only `node:net` is loaded: this runs on the shim's start-up path.
- * - The outcome separates "the daemon is not there" (ENOENT, ECONNREFUSED, … before anything
- *   was sent: the caller may safely do the work itself) from "the connection was lost after the
- *   request went out" (the daemon may have done part of the work: the caller must decide).
+ * - Only `node:net` is loaded: this runs on the Node shim's start-up path.
+ * - The outcome separates "nothing was done, do it yourself" (no connection: ENOENT,
+ *   ECONNREFUSED, …; or the daemon said `fallback`; or it is not KNODE-CNI/2) from "connected
+ *   but no complete answer" (the daemon died or hung: the work may be partly done, the caller
+ *   reports CNI error 11 instead of redoing it).
  */
 import { connect } from 'node:net';
-import { parseResponse } from './protocol.js';
+import { encodeRequest, parseAnswer } from './protocol.js';
 import type { DaemonRequest, DaemonResponse } from './protocol.js';
 
 export type DaemonOutcome =
   | { kind: 'response'; response: DaemonResponse }
-  /** Nothing was sent: no daemon (ENOENT, ECONNREFUSED, EACCES, ENOTSOCK, …). */
+  /** Nothing was done: no daemon (ENOENT, ECONNREFUSED, EACCES, ENOTSOCK, …), or it said so. */
   | { kind: 'unavailable'; reason: string }
-  /** The request was sent but no valid answer came back (daemon died, timeout, garbage). */
+  /** Connected, but no complete answer (daemon died, timeout): the work may be partly done. */
   | { kind: 'lost'; reason: string };
 
 export interface RequestOptions {
@@ -28,7 +30,7 @@ function errCode(err: unknown): string {
   return typeof c === 'string' ? c : String(err);
 }
 
-/** Send one raw payload (tests send malformed ones) and collect the raw answer. */
+/** Send one raw payload (tests send malformed ones) and classify the raw answer. */
 export function exchangeRaw(socketPath: string, payload: string | Buffer, options: RequestOptions = {}): Promise<DaemonOutcome & { raw?: string }> {
   return new Promise((resolve) => {
     let connected = false;
@@ -46,22 +48,27 @@ export function exchangeRaw(socketPath: string, payload: string | Buffer, option
       sock.destroy();
       resolve(o);
     }
+    const settle = (reason: string): void => {
+      const raw = Buffer.concat(chunks).toString('utf8');
+      if (!connected) return finish({ kind: 'unavailable', reason, raw });
+      const a = parseAnswer(raw);
+      if (a.kind === 'response') finish({ kind: 'response', response: a.response, raw });
+      else if (a.kind === 'fallback') finish({ kind: 'unavailable', reason: `daemon: fallback ${a.why}`, raw });
+      else if (a.kind === 'foreign') finish({ kind: 'unavailable', reason: 'the daemon does not speak KNODE-CNI/2', raw });
+      else finish({ kind: 'lost', reason: raw === '' ? `no answer (${reason})` : `incomplete answer (${reason})`, raw });
+    };
     sock.on('connect', () => {
       connected = true;
       sock.end(payload);
     });
     sock.on('data', (b: Buffer) => chunks.push(b));
-    sock.on('end', () => {
-      const raw = Buffer.concat(chunks).toString('utf8');
-      const response = parseResponse(raw);
-      finish(response ? { kind: 'response', response, raw } : { kind: 'lost', reason: 'invalid answer from the daemon', raw });
-    });
-    sock.on('error', (err) => finish({ kind: connected ? 'lost' : 'unavailable', reason: errCode(err) }));
-    sock.on('close', () => finish({ kind: connected ? 'lost' : 'unavailable', reason: 'connection closed' }));
+    sock.on('end', () => settle('connection closed'));
+    sock.on('error', (err) => settle(errCode(err)));
+    sock.on('close', () => settle('connection closed'));
   });
 }
 
 export async function requestDaemon(socketPath: string, request: DaemonRequest, options: RequestOptions = {}): Promise<DaemonOutcome> {
-  const { raw: _raw, ...outcome } = await exchangeRaw(socketPath, JSON.stringify(request), options);
+  const { raw: _raw, ...outcome } = await exchangeRaw(socketPath, encodeRequest(request), options);
   return outcome;
 }

@@ -11,6 +11,7 @@
  *   namespace is told to fall back to in-process work instead of being served in the wrong place.
  *   /proc/<pid>/ns/net is the caller's thread-group leader's namespace: the shim never setns()es.
  */
+import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { koffiModule } from '../../lib/netlink/native.js';
 import { sameNetns } from '../../lib/netns.js';
@@ -52,6 +53,8 @@ export function checkPeer(sock: Socket): PeerVerdict {
   const cred = peerCred(sock);
   if (!cred) return { ok: false, why: 'unknown', pid: undefined };
   if (cred.uid !== 0) return { ok: false, why: 'uid', pid: cred.pid };
+  // The peer is gone already (it gave up waiting): nothing to serve, nobody to tell.
+  if (!existsSync(`/proc/${cred.pid}/ns/net`)) return { ok: false, why: 'unknown', pid: cred.pid };
   if (!sameNetns(`/proc/${cred.pid}/ns/net`, '/proc/self/ns/net')) return { ok: false, why: 'netns', pid: cred.pid };
   return { ok: true, pid: cred.pid };
 }

@@ -14,9 +14,13 @@
  * - The env a plugin sees is the daemon's own environment without any CNI_* variable, overlaid
  *   with the request's CNI_* variables: delegated IPAM plugins get PATH from the daemon, never
  *   from a request.
- * - Per-request timeout: the caller gets an error JSON (code 999) after `requestTimeoutMs`; the
- *   work cannot be cancelled and goes on in the background (an ADD that finishes late is undone
- *   by the runtime's DEL, as after any failed ADD).
+ * - Per-request timeout: the caller gets an error JSON (code 11, "try again later") after
+ *   `requestTimeoutMs`; the work cannot be cancelled and goes on in the background (an ADD that
+ *   finishes late is undone by the runtime's DEL, as after any failed ADD).
+ * - Protocol KNODE-CNI/2 (protocol.ts): once the whole request is in, the daemon writes the
+ *   acknowledgement and starts the work only when that write succeeded. A client that gave up
+ *   and closed (its socat timed out while the daemon was stopped or busy) gets nothing done: the
+ *   write fails with EPIPE and the request is dropped.
  * - Peers: only uid 0 in the daemon's network namespace are served (peer.ts). Other namespaces
  *   get `fallback: 'netns'` and the shim does the work itself.
  * - Bad input never throws out of a handler: everything becomes a response, and socket errors
@@ -31,8 +35,8 @@ import { createLogger } from '../../lib/log.js';
 import type { LogLevel, Logger } from '../../lib/log.js';
 import { invokePlugin } from '../skel.js';
 import type { CniPlugin } from '../skel.js';
-import { MAX_REQUEST_BYTES, errorResponse, internalError, parseRequest } from './protocol.js';
-import type { DaemonPluginName, DaemonResponse } from './protocol.js';
+import { ACK, CODE_TRY_AGAIN, MAX_REQUEST_BYTES, encodeFallback, encodeResult, errorResponse, internalError, parseRequest } from './protocol.js';
+import type { DaemonPluginName, DaemonRequest, DaemonResponse } from './protocol.js';
 import type { PeerVerdict } from './peer.js';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
@@ -43,17 +47,16 @@ export interface HandlerContext {
   /** Environment the plugin env is built on (CNI_* removed); the daemon's process.env. */
   baseEnv: Record<string, string | undefined>;
   log: Logger;
+  /** Log every request at info (default: debug). */
+  logRequests?: boolean;
 }
 
 function levelOf(v: string | undefined): LogLevel | undefined {
   return v === 'debug' || v === 'info' || v === 'warn' || v === 'error' ? v : undefined;
 }
 
-/** Answer one raw request (never throws). */
-export async function handleRequest(raw: Buffer, ctx: HandlerContext): Promise<DaemonResponse> {
-  const parsed = parseRequest(raw);
-  if (!parsed.ok) return parsed.response;
-  const req = parsed.request;
+/** Answer one request (never throws). */
+export async function handleRequest(req: DaemonRequest, ctx: HandlerContext): Promise<DaemonResponse> {
   const plugin = ctx.plugins[req.plugin];
   if (!plugin) return errorResponse(7, `plugin ${req.plugin} is not served by this daemon`);
   const env: Record<string, string | undefined> = {};
@@ -71,11 +74,11 @@ export async function handleRequest(raw: Buffer, ctx: HandlerContext): Promise<D
   const started = performance.now();
   const fields = { plugin: req.plugin, command: req.env.CNI_COMMAND, containerId: req.env.CNI_CONTAINERID };
   try {
-    const outcome = await Promise.race([invokePlugin(plugin, env, Buffer.from(req.stdin, 'utf8'), log), timeout]);
-    ctx.log.debug('request', { ...fields, exitCode: outcome === 'timeout' ? 'timeout' : outcome.exitCode, ms: Math.round(performance.now() - started) });
+    const outcome = await Promise.race([invokePlugin(plugin, env, req.stdin, log), timeout]);
+    (ctx.logRequests ? ctx.log.info : ctx.log.debug)('request', { ...fields, exitCode: outcome === 'timeout' ? 'timeout' : outcome.exitCode, ms: Math.round(performance.now() - started) });
     if (outcome === 'timeout') {
       ctx.log.warn('request timed out', fields);
-      const r = internalError(`knode-cni-daemon: ${req.env.CNI_COMMAND ?? ''} timed out after ${ctx.requestTimeoutMs} ms`);
+      const r = errorResponse(CODE_TRY_AGAIN, `knode-cni-daemon: ${req.env.CNI_COMMAND ?? ''} timed out after ${ctx.requestTimeoutMs} ms; try again later`);
       return { ...r, stderr: stderr.join('\n') };
     }
     return { exitCode: outcome.exitCode, stdout: outcome.stdout, stderr: stderr.join('\n') };
@@ -119,6 +122,7 @@ export class CniDaemon {
       requestTimeoutMs: options.requestTimeoutMs,
       baseEnv: options.baseEnv ?? process.env,
       log: options.log ?? createLogger({ component: 'knode-cni-daemon' }),
+      logRequests: options.logRequests ?? false,
     };
     this.server = createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
     this.server.on('error', (err) => this.ctx.log.error('server error', { err }));
@@ -175,10 +179,31 @@ export class CniDaemon {
     const chunks: Buffer[] = [];
     let size = 0;
     let answered = false;
-    const answer = (r: DaemonResponse): void => {
+    /** The final write (a fallback, or the result after the ACK); the daemon closes after it. */
+    const finish = (text: string): void => {
       if (answered) return;
       answered = true;
-      sock.end(JSON.stringify(r));
+      if (!sock.destroyed) sock.end(text);
+    };
+    /** ACK, then `work` only once the ACK is written (a client that closed gets nothing done). */
+    const acknowledged = (work: () => Promise<DaemonResponse>): void => {
+      sock.write(ACK, (err) => {
+        if (err) {
+          answered = true;
+          this.ctx.log.warn('client gone before the acknowledgement; request dropped', { err: err.message });
+          sock.destroy();
+          return;
+        }
+        const run = work().then(
+          (r) => finish(encodeResult(r)),
+          (e: unknown) => {
+            this.ctx.log.error('request handler failed', { err: e });
+            finish(encodeResult(internalError(`knode-cni-daemon: ${errorMessage(e)}`)));
+          },
+        );
+        this.inFlight.add(run);
+        void run.finally(() => this.inFlight.delete(run));
+      });
     };
     sock.on('close', () => this.sockets.delete(sock));
     sock.on('error', (err) => this.ctx.log.debug('connection error', { err }));
@@ -190,7 +215,9 @@ export class CniDaemon {
       if (answered) return;
       size += b.length;
       if (size > MAX_REQUEST_BYTES) {
-        answer(errorResponse(6, `daemon request too large (more than ${MAX_REQUEST_BYTES} bytes)`));
+        answered = true;
+        sock.write(ACK);
+        sock.end(encodeResult(errorResponse(6, `knode-cni-daemon request: too large (more than ${MAX_REQUEST_BYTES} bytes)`)));
         sock.resume();
         return;
       }
@@ -202,24 +229,17 @@ export class CniDaemon {
       const verdict = this.options.checkPeer ? this.options.checkPeer(sock) : { ok: true as const, pid: undefined };
       if (!verdict.ok) {
         if (verdict.why === 'netns') {
-          answer({ exitCode: 1, stdout: '', stderr: '', fallback: 'netns' });
+          finish(encodeFallback('netns'));
         } else {
           this.ctx.log.warn('peer refused', { why: verdict.why, pid: verdict.pid });
-          answer(internalError('knode-cni-daemon: permission denied', verdict.why));
+          acknowledged(async () => internalError('knode-cni-daemon: permission denied', verdict.why));
         }
         return;
       }
-      const work = handleRequest(Buffer.concat(chunks), this.ctx).then(
-        (r) => {
-          if (!sock.destroyed) answer(r);
-        },
-        (err: unknown) => {
-          this.ctx.log.error('request handler failed', { err });
-          if (!sock.destroyed) answer(internalError(`knode-cni-daemon: ${errorMessage(err)}`));
-        },
-      );
-      this.inFlight.add(work);
-      void work.finally(() => this.inFlight.delete(work));
+      const parsed = parseRequest(Buffer.concat(chunks));
+      if (parsed.ok) acknowledged(() => handleRequest(parsed.request, this.ctx));
+      else if ('fallback' in parsed) finish(encodeFallback(parsed.fallback));
+      else acknowledged(async () => parsed.response);
     });
   }
 }

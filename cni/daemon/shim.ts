@@ -8,23 +8,23 @@
  *   implementation (netlink, koffi, …) sits behind a dynamic import() that the bundler turns into
  *   a lazily evaluated module, so it is evaluated only in the fallback.
  * - Fallback to doing the work in-process (exactly what the plugin did before the daemon
- *   existed, through cni/skel.ts runPlugin) when:
- *   - the daemon is unavailable before anything was sent (ENOENT, ECONNREFUSED, …): the plugins
- *     stay correct when containerd runs them with no daemon at all;
- *   - the daemon answers `fallback` (it lives in another network namespace than the caller, or
- *     speaks another protocol version);
- *   - the connection is lost after the request went out, for every command but ADD (DEL, CHECK,
- *     GC, STATUS and VERSION are idempotent). A lost ADD is reported as an error instead: the
- *     daemon may have done part of it, and the runtime's DEL-then-retry is the spec's way out.
+ *   existed, through cni/skel.ts runPlugin) when nothing was done by a daemon: it is not there
+ *   (ENOENT, ECONNREFUSED, …: the plugins stay correct when containerd runs them with no daemon
+ *   at all), or it answers `fallback` (it lives in another network namespace than the caller),
+ *   or it does not speak KNODE-CNI/2.
+ * - Connected but no complete answer (the daemon died or hung): the work may be partly done, so
+ *   it is not redone here; the runtime gets CNI error 11 ("try again later"), as from the sh
+ *   launcher (cni/launcher.sh), and its next call finds the daemon back or falls back.
  * - KNODE_CNI_DAEMON=off skips the daemon entirely.
  * - stdin is read with readSync and stdout/stderr written with writeSync on fds 0/1/2 (no stream
  *   set-up on the fast path; a non-blocking stdin falls back to the stream).
- * - The config travels as a UTF-8 string (CNI configs are JSON text).
+ * - This shim is the alternative to the sh launcher (cni/launcher.sh, what is installed): it is
+ *   what runs when a bundle is exec'd directly, and the launcher's fallback (KNODE_CNI_DAEMON=off).
  */
 import { readSync, writeSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { requestDaemon } from './client.js';
-import { LATEST_CNI_VERSION, requestFromEnv, socketPathFromEnv } from './protocol.js';
+import { CODE_TRY_AGAIN, LATEST_CNI_VERSION, requestFromEnv, socketPathFromEnv } from './protocol.js';
 import type { DaemonPluginName } from './protocol.js';
 import type { CniPlugin } from '../skel.js';
 
@@ -87,23 +87,23 @@ function configVersion(stdin: Buffer): string {
 export async function runShim(name: DaemonPluginName, loadPlugin: () => Promise<CniPlugin>): Promise<void> {
   const stdin = await readAllStdin();
   if (process.env.KNODE_CNI_DAEMON === 'off') return inProcess(loadPlugin, stdin);
-  const outcome = await requestDaemon(socketPathFromEnv(process.env), requestFromEnv(name, process.env, stdin.toString('utf8')), {
+  const outcome = await requestDaemon(socketPathFromEnv(process.env), requestFromEnv(name, process.env, stdin), {
     timeoutMs: SHIM_TIMEOUT_MS,
   });
-  if (outcome.kind === 'response' && outcome.response.fallback === undefined) {
+  if (outcome.kind === 'response') {
     const r = outcome.response;
     if (r.stderr !== '') writeAll(2, r.stderr.endsWith('\n') ? r.stderr : r.stderr + '\n');
     if (r.stdout !== '') writeAll(1, r.stdout + '\n');
     process.exitCode = r.exitCode;
     return;
   }
-  if (outcome.kind === 'lost' && process.env.CNI_COMMAND === 'ADD') {
+  if (outcome.kind === 'lost') {
     writeAll(
       1,
       JSON.stringify({
         cniVersion: configVersion(stdin),
-        code: 999,
-        msg: `knode-cni-daemon did not answer the ADD (${outcome.reason}); it may be partly done, DEL and retry`,
+        code: CODE_TRY_AGAIN,
+        msg: `knode-cni-daemon took the ${process.env.CNI_COMMAND ?? ''} request but gave no answer (${outcome.reason}); try again later`,
       }) + '\n',
     );
     process.exitCode = 1;

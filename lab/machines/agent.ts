@@ -21,7 +21,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureServingCertIn } from '../apiserver/pki.js';
 import { imageRefs, repoRoot } from '../paths.js';
-import { ensureLabCniPlugins, labCniBinDir } from './cni-plugins.js';
+import { ensureLabCni, labCniBinDir } from './cni-plugins.js';
 import { containerdPaths } from './containerd.js';
 import { controlPlanePaths } from './control-plane.js';
 import { dockerdPaths } from './dockerd.js';
@@ -69,7 +69,7 @@ function runtimeArgs(node: LabNode, runtime: RuntimeKind): string[] {
       '--container-runtime', 'docker',
       '--container-runtime-endpoint', `unix://${dockerdPaths(node).socket}`,
       '--pod-infra-container-image', imageRefs.pause,
-      '--cni-bin-dir', labCniBinDir,
+      '--cni-bin-dir', labCniBinDir(node),
     ];
   }
   return ['--container-runtime-endpoint', `unix://${containerdPaths(node).socket}`];
@@ -125,7 +125,7 @@ export async function ensureAgent(node: LabNode, runtime: RuntimeKind = 'contain
   await mkdir(agentPaths(node).manifestsDir, { recursive: true });
   await ensureServingCertIn(join(controlPlanePaths.dataDir, 'pki'), `kubelet-${node.name}`, `system:node:${node.name}`, [node.name, node.address]);
   // With Docker the agent runs the CNI plugins itself: knode's, as containerd nodes do.
-  if (runtime === 'docker') await ensureLabCniPlugins();
+  if (runtime === 'docker') await ensureLabCni(node);
   return ensureNodeDaemon(agentDaemon(node, runtime, overlay));
 }
 

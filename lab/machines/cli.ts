@@ -10,6 +10,7 @@ import { labDataDir, labRegistry, labRunDir, registry, repoRoot, underlay, under
 import { startRegistry } from '../images/registry.js';
 import { agentPaths, agentPid, defaultLabOverlay, ensureAgent, isOverlayBackendName, overlayBackendNames } from './agent.js';
 import { ensureProxy, isProxyMode, proxyModes, proxyPid } from './proxy.js';
+import { cniDaemonPid } from './cni-plugins.js';
 import { controlPlanePaths, controlPlanePid, ensureControlPlane } from './control-plane.js';
 import { findLeftovers, isClean, labNetnsNames, teardownLab, type StepRunner } from './cleanup.js';
 import { isRuntimeKind, labNode, netnsPath, runtimeKinds, type LabNode, type RuntimeKind } from './layout.js';
@@ -237,6 +238,8 @@ interface NodeStatus {
   agentLog: string | undefined;
   /** knode-proxy's pid. */
   proxyPid: number | undefined;
+  /** knode-cni-daemon's pid (containerd's CNI calls go through it). */
+  cniDaemonPid: number | undefined;
 }
 
 async function status(argv: string[]): Promise<number> {
@@ -269,6 +272,7 @@ async function status(argv: string[]): Promise<number> {
       agentPid: await agentPid(node),
       agentLog: agentPaths(node).log,
       proxyPid: await proxyPid(node),
+      cniDaemonPid: await cniDaemonPid(node),
     });
   }
   const apiserverPid = await controlPlanePid();
@@ -290,6 +294,7 @@ async function status(argv: string[]): Promise<number> {
         `socket ${r.answering ? 'answers' : 'DOES NOT ANSWER'} ${r.socket}  images ${r.images.join(',') || '-'}` +
         `  agent pid ${r.agentPid ?? '-'} ${r.agentPid !== undefined ? 'alive' : 'DEAD'}` +
         `  proxy pid ${r.proxyPid ?? '-'} ${r.proxyPid !== undefined ? 'alive' : 'DEAD'}` +
+        `  cni-daemon pid ${r.cniDaemonPid ?? '-'} ${r.cniDaemonPid !== undefined ? 'alive' : 'DEAD'}` +
         '\n',
     );
   }

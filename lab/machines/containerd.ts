@@ -11,8 +11,8 @@
  *   run dir (runtime option Root), so nodes never share state and `down` finds
  *   it all by prefix.
  * - CRI is configured for the lab: sandbox image knode.local/pause, knode's own
- *   CNI plugins (lab/machines/cni-plugins.ts) with a per-node conf dir that
- *   knode-agent fills, runc with cgroupfs,
+ *   CNI plugins (lab/machines/cni-plugins.ts: the sh launcher, served by the node's
+ *   knode-cni-daemon, started here) with a per-node conf dir that knode-agent fills, runc with cgroupfs,
  *   stream server on loopback, pod netns mounts under the node's run dir
  *   (not /var/run/netns/cni-*), per-registry hosts.toml dir in the data dir.
  */
@@ -27,7 +27,7 @@ import { netnsPath } from './layout.js';
 import { daemonFromPidFile, spawnDaemon, terminate, waitFor } from './proc.js';
 import type { LabRuntime } from './runtime.js';
 import { readLogTail } from './logs.js';
-import { ensureLabCniPlugins, labCniBinDir } from './cni-plugins.js';
+import { ensureLabCni, labCniBinDir } from './cni-plugins.js';
 
 export interface ContainerdPaths {
   root: string;
@@ -64,7 +64,7 @@ export function containerdPaths(node: LabNode): ContainerdPaths {
     runcRoot: join(node.runDir, 'runc'),
     optDir: join(root, 'opt'),
     cniConfDir: join(node.dataDir, 'cni', 'net.d'),
-    cniBinDir: labCniBinDir,
+    cniBinDir: labCniBinDir(node),
     podNetnsDir: join(state, 'io.containerd.grpc.v1.cri', 'netns'),
     registryConfigDir: join(node.dataDir, 'containerd-certs.d'),
   };
@@ -144,11 +144,13 @@ async function ping(node: LabNode): Promise<boolean> {
 
 async function start(node: LabNode): Promise<number> {
   const p = containerdPaths(node);
+  // The node's CNI launcher and knode-cni-daemon first (also when containerd runs already):
+  // containerd's CNI calls go through them.
+  await ensureLabCni(node);
   const running = await daemonFromPidFile(p.pidFile, p.config);
   if (running !== undefined && (await ping(node))) return running;
   if (running !== undefined) await terminate([running], { graceMs: 5000 }); // alive but not answering
   for (const dir of [p.root, p.state, p.runcRoot, p.optDir, p.cniConfDir, p.registryConfigDir]) await mkdir(dir, { recursive: true });
-  await ensureLabCniPlugins(p.cniBinDir);
   await writeFile(p.config, renderContainerdConfig(p));
   for (const host of [labRegistry.plain, labRegistry.auth]) {
     await mkdir(join(p.registryConfigDir, host), { recursive: true });

@@ -13,7 +13,7 @@ import { execFile, type ExecResult } from '../../lib/exec.js';
 import { labDataDir, labRunDir } from '../../lab/paths.js';
 import { containerdPaths, renderContainerdConfig } from '../../lab/machines/containerd.js';
 import { agentPaths } from '../../lab/machines/agent.js';
-import { labCniBinDir, labCniPlugins } from '../../lab/machines/cni-plugins.js';
+import { cniDaemonLog, labCniBinDir, labCniPlugins, labCniSocket } from '../../lab/machines/cni-plugins.js';
 import { labNode } from '../../lab/machines/layout.js';
 import { getJson, kubectl, lab as labCmd, until } from '../helpers/lab.js';
 
@@ -81,8 +81,8 @@ t.teardown(async () => {
 
 t.test('the lab runs knode\'s CNI plugins', async (t) => {
   const toml = renderContainerdConfig(containerdPaths(labNode(1)));
-  t.match(toml, `bin_dir = "${labCniBinDir}"`, 'containerd\'s bin_dir is the lab\'s knode plugin dir');
-  t.same(Object.keys(labCniPlugins).sort(), ['knode-bridge', 'knode-flannel', 'knode-host-local', 'knode-loopback', 'knode-portmap', 'loopback']);
+  t.match(toml, `bin_dir = "${labCniBinDir(labNode(1))}"`, 'containerd\'s bin_dir is the node\'s knode plugin dir');
+  t.same([...labCniPlugins].sort(), ['knode-bridge', 'knode-flannel', 'knode-host-local', 'knode-loopback', 'knode-portmap', 'loopback']);
 });
 
 for (const backend of ['vxlan', 'host-gw'] as const) {
@@ -91,7 +91,10 @@ for (const backend of ['vxlan', 'host-gw'] as const) {
     t.equal(up.code, 0, `scripts/lab up --nodes 2 --overlay ${backend}`, { stderr: up.stderr.slice(-3000) });
     if (up.code !== 0) return;
     t.teardown(() => labDown()); // on failure too (no assertions after the end)
-    for (const name of Object.keys(labCniPlugins)) t.ok(existsSync(join(labCniBinDir, name)), `${name} installed in the lab CNI bin dir`);
+    for (const n of [1, 2]) {
+      for (const name of labCniPlugins) t.ok(existsSync(join(labCniBinDir(labNode(n)), name)), `${name} installed in node-${n}'s CNI bin dir`);
+      t.ok(existsSync(labCniSocket(labNode(n))), `node-${n}'s knode-cni-daemon socket is there`);
+    }
 
     const ready = await until('both Nodes Ready with NetworkUnavailable=False', async () => {
       const ns = (await getJson<{ items: V1Node[] }>(['get', 'nodes'])).items;
@@ -140,6 +143,13 @@ for (const backend of ['vxlan', 'host-gw'] as const) {
     t.ok(existsSync(join(root2, 'cni', 'networks', 'knode', b.status!.podIP!)), 'knode-host-local reserved ov-b\'s IP in the agent\'s store');
     const saved = readdirSync(join(root2, 'cni', 'flannel')).map((f) => JSON.parse(readFileSync(join(root2, 'cni', 'flannel', f), 'utf8')) as { type?: string; ipam?: { type?: string } });
     t.ok(saved.some((d) => d.type === 'knode-bridge' && d.ipam?.type === 'knode-host-local'), 'knode-flannel saved its bridge + host-local delegate config');
+    // …through the sh launcher and the node's knode-cni-daemon (no Node process per call).
+    for (const n of [1, 2]) {
+      const log = readFileSync(cniDaemonLog(labNode(n)), 'utf8');
+      t.match(log, /"msg":"request","component":"knode-cni-daemon","plugin":"knode-flannel","command":"ADD","containerId":"[0-9a-f]{64}","exitCode":0/, `node-${n}: knode-cni-daemon served containerd's knode-flannel ADD`);
+      t.match(log, /"plugin":"knode-portmap","command":"ADD","containerId":"[0-9a-f]{64}","exitCode":0/, `node-${n}: and the chained knode-portmap ADD`);
+      t.match(log, /"plugin":"knode-loopback","command":"ADD","containerId":"[0-9a-f]{64}","exitCode":0/, `node-${n}: and the pod's lo (loopback)`);
+    }
 
     // Pod to pod across nodes.
     const tx0 = backend === 'vxlan' ? await flannelTx('node-1') : 0;

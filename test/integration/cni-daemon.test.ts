@@ -11,7 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import { build } from 'esbuild';
 import { buildPlugins, createNetns, deleteNetns, inNetns, runPlugin } from '../../cni/testing/harness.js';
 import type { Netns, PluginOutcome } from '../../cni/testing/harness.js';
-import { PROTOCOL_VERSION } from '../../cni/daemon/protocol.js';
+import { ACK, TRAILER, encodeRequest, parseAnswer } from '../../cni/daemon/protocol.js';
 import { chainName } from '../../cni/ipmasq.js';
 
 if (process.getuid?.() !== 0) {
@@ -291,10 +291,17 @@ t.test('50 concurrent ADD and DEL via the daemon: no duplicate IPs, no leaks', a
 t.test('malformed requests over the socket: error JSON, and the daemon keeps serving', async (t) => {
   const e = await env(t);
   const d = await startDaemon(t, e.host, e.dir);
-  const payloads = ['', 'not json', '[]', '{"v":1,"plugin":"../../bin/sh","env":{},"stdin":""}',
-    JSON.stringify({ v: PROTOCOL_VERSION, plugin: 'knode-bridge', env: { LD_PRELOAD: '/tmp/x.so' }, stdin: '' }),
-    JSON.stringify({ v: PROTOCOL_VERSION, plugin: 'knode-bridge', env: { CNI_COMMAND: 'ADD' }, stdin: '{' }),
-    JSON.stringify({ v: PROTOCOL_VERSION, plugin: 'knode-bridge', env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_NETNS: '/nonexistent', CNI_IFNAME: 'eth0', CNI_PATH: '/x' }, stdin: JSON.stringify(conf(e.dataDir)) }),
+  const payloads: (string | Buffer)[] = [
+    '',
+    'not the protocol',
+    'KNODE-CNI/2 ../../bin/sh\nstdin 0\n\n',
+    'KNODE-CNI/2 knode-bridge\nLD_PRELOAD 9\n/tmp/x.so\nstdin 0\n\n',
+    encodeRequest({ plugin: 'knode-bridge', env: { CNI_COMMAND: 'ADD' }, stdin: Buffer.from('{') }),
+    encodeRequest({
+      plugin: 'knode-bridge',
+      env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_NETNS: '/nonexistent', CNI_IFNAME: 'eth0', CNI_PATH: '/x' },
+      stdin: Buffer.from(JSON.stringify(conf(e.dataDir))),
+    }),
   ];
   const files = payloads.map((p, i) => {
     const f = join(e.dir, `payload${i}`);
@@ -305,9 +312,14 @@ t.test('malformed requests over the socket: error JSON, and the daemon keeps ser
   const answers = JSON.parse(res.stdout) as string[];
   t.equal(answers.length, payloads.length);
   for (const [i, a] of answers.entries()) {
-    const r = JSON.parse(a) as { exitCode: number; stdout: string };
-    t.equal(r.exitCode, 1, `payload ${i} fails`);
-    t.match(JSON.parse(r.stdout), { cniVersion: String, code: Number, msg: String }, `payload ${i}: error JSON ${r.stdout}`);
+    t.ok(a.startsWith(ACK) && a.endsWith(TRAILER), `payload ${i}: a complete KNODE-CNI/2 answer`);
+    const r = parseAnswer(a);
+    if (r.kind !== 'response') {
+      t.fail(`payload ${i}: ${a}`);
+      continue;
+    }
+    t.equal(r.response.exitCode, 1, `payload ${i} fails`);
+    t.match(JSON.parse(r.response.stdout), { cniVersion: String, code: Number, msg: String }, `payload ${i}: error JSON ${r.response.stdout}`);
   }
   t.equal(d.proc.exitCode, null, 'the daemon is still running');
   const c = await e.ns();

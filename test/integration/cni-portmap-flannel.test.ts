@@ -205,6 +205,34 @@ t.test('GC (spec 1.1): knode-flannel and knode-portmap drop what is not in cni.d
   t.notMatch(await nat(e.host), 'CNI-DN-');
 });
 
+t.test('knode-portmap ADD deletes stale UDP conntrack entries to its hostPorts (only those)', async (t) => {
+  const e = await env(t);
+  // Conntrack runs in a namespace once a rule needs it.
+  await inNetns(e.host, 'iptables', ['-w', '5', '-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'ACCEPT'], false);
+  const udpTo = (port: number): Promise<unknown> => inNetns(e.host, 'sh', ['-c', `echo x | socat -T0.2 - UDP:127.0.0.1:${port}`]);
+  const entries = async (): Promise<string> => (await inNetns(e.host, 'conntrack', ['-L', '-p', 'udp'])).stdout;
+  for (const port of [15353, 15354]) await udpTo(port);
+  const before = await entries();
+  t.match(before, /dport=15353 /, 'a UDP entry to the future hostPort exists');
+  t.match(before, /dport=15354 /, 'and one to another port');
+  const prevResult = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/x' }], ips: [{ address: '10.66.0.2/24', interface: 0 }] };
+  const pm = {
+    cniVersion: '1.0.0',
+    name: 'knode-t-pmct',
+    type: 'knode-portmap',
+    runtimeConfig: { portMappings: [{ hostPort: 15353, containerPort: 53, protocol: 'udp' }, { hostPort: 15354, containerPort: 80, protocol: 'tcp' }] },
+    prevResult,
+  };
+  const add = await call(e, 'knode-portmap', 'ADD', '/x', 'ct1', pm);
+  t.equal(add.code, 0, `ADD ${add.stdout}${add.stderr}`);
+  const after = await entries();
+  t.notMatch(after, /dport=15353 /, 'the UDP entry to the mapped hostPort is gone');
+  t.match(after, /dport=15354 /, 'the UDP entry to a port mapped for TCP only stays');
+  t.equal((await call(e, 'knode-portmap', 'ADD', '/x', 'ct1', pm)).code, 0, 'nothing to delete: still a success');
+  t.equal((await call(e, 'knode-portmap', 'DEL', '/x', 'ct1', pm)).code, 0);
+  t.notMatch(await nat(e.host), 'CNI-DN-');
+});
+
 t.test('knode-portmap DEL removes a container chain left without its jump (an ADD cut short)', async (t) => {
   const e = await env(t);
   const chain = dnatChainName('knode-t-pmo', 'orphan1');

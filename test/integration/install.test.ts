@@ -50,19 +50,27 @@ t.test('install: packages, programs, configuration, units', async (t) => {
   t.equal(r.code, 0, `install-node exits 0\n${r.stderr}`);
   t.match(r.stderr, /installing Debian packages: .*containerd/);
   t.match(r.stderr, /systemd is not running here: services enabled, not started/);
-  const dpkg = inRoot(['dpkg-query', '-W', '-f', '${Package} ${Status}\n', 'containerd', 'runc', 'nftables', 'iptables', 'conntrack']);
-  t.equal(dpkg.stdout.split('\n').filter((l) => l.endsWith('install ok installed')).length, 5, 'runtime and rule packages installed');
+  const dpkg = inRoot(['dpkg-query', '-W', '-f', '${Package} ${Status}\n', 'containerd', 'runc', 'nftables', 'iptables', 'conntrack', 'socat']);
+  t.equal(dpkg.stdout.split('\n').filter((l) => l.endsWith('install ok installed')).length, 6, 'runtime, rule packages and socat (the CNI launcher) installed');
 
   t.equal(readFileSync(at('usr/lib/knode/VERSION'), 'utf8').trim(), JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).version);
   t.equal(readlinkSync(at('usr/local/bin/knode-agent')), '/usr/lib/knode/dist/knode-agent.mjs');
+  // The plugins: the sh launcher (cni/launcher.sh rendered for /usr/lib/knode), the names linked to it.
+  const launcher = readFileSync(at('opt/cni/bin/knode-cni-launcher'), 'utf8');
+  t.match(launcher, /^#!\/bin\/sh\n# knode CNI plugin launcher, made from cni\/launcher.sh by install-node/);
+  t.match(launcher, "node='/usr/lib/knode/bin/node'\ndist='/usr/lib/knode/dist'\nsocat='/usr/bin/socat'\n");
+  t.match(launcher, "sock=${KNODE_CNI_SOCKET:-'/run/knode/cni.sock'}");
+  t.notMatch(launcher, /@[A-Z]+@/, 'every placeholder rendered');
+  t.equal(lstatSync(at('opt/cni/bin/knode-cni-launcher')).mode & 0o777, 0o755);
   for (const p of ['knode-bridge', 'knode-host-local', 'knode-loopback', 'knode-portmap', 'knode-flannel']) {
-    t.equal(readlinkSync(at(`opt/cni/bin/${p}`)), `/usr/lib/knode/dist/${p}.mjs`, `${p} in /opt/cni/bin`);
+    t.equal(readlinkSync(at(`opt/cni/bin/${p}`)), 'knode-cni-launcher', `${p} in /opt/cni/bin`);
   }
-  t.equal(readlinkSync(at('opt/cni/bin/loopback')), '/usr/lib/knode/dist/knode-loopback.mjs', 'loopback for containerd');
+  t.equal(readlinkSync(at('opt/cni/bin/loopback')), 'knode-cni-launcher', 'loopback for containerd');
   // Debian's containerd names /usr/lib/cni in its config.toml: the plugins are linked there too.
   t.match(readFileSync(at('etc/containerd/config.toml'), 'utf8'), /bin_dir = "\/usr\/lib\/cni"/, "containerd's config is left alone");
-  t.equal(readlinkSync(at('usr/lib/cni/knode-flannel')), '/usr/lib/knode/dist/knode-flannel.mjs', "plugins in containerd's bin_dir");
-  t.equal(readlinkSync(at('usr/lib/cni/loopback')), '/usr/lib/knode/dist/knode-loopback.mjs');
+  t.equal(readlinkSync(at('usr/lib/cni/knode-flannel')), 'knode-cni-launcher', "plugins in containerd's bin_dir");
+  t.equal(readFileSync(at('usr/lib/cni/knode-cni-launcher'), 'utf8'), launcher);
+  t.equal(readlinkSync(at('usr/lib/cni/loopback')), 'knode-cni-launcher');
   t.equal(lstatSync(at('etc/knode/kubeconfig')).mode & 0o777, 0o600, 'kubeconfig is 0600');
   t.match(readFileSync(at('etc/knode/proxy.yaml'), 'utf8'), /mode: nftables\n[^]*hostnameOverride: worker-1/);
   t.match(readFileSync(at('etc/knode/agent.yaml'), 'utf8'), /containerRuntimeEndpoint: unix:\/\/\/run\/containerd\/containerd.sock/);
@@ -70,6 +78,11 @@ t.test('install: packages, programs, configuration, units', async (t) => {
   // The links point into the root (/etc/systemd/system/...), so they are read, not followed.
   t.equal(readlinkSync(at('etc/systemd/system/multi-user.target.wants/knode-agent.service')), '/etc/systemd/system/knode-agent.service', 'knode-agent enabled');
   t.equal(readlinkSync(at('etc/systemd/system/multi-user.target.wants/knode-proxy.service')), '/etc/systemd/system/knode-proxy.service', 'knode-proxy enabled');
+  t.equal(
+    readlinkSync(at('etc/systemd/system/multi-user.target.wants/knode-cni-daemon.service')),
+    '/etc/systemd/system/knode-cni-daemon.service',
+    'knode-cni-daemon enabled',
+  );
   t.match(readFileSync(at('etc/systemd/system/knode-agent.service.d/10-runtime.conf'), 'utf8'), /After=containerd.service/);
 });
 
@@ -86,7 +99,13 @@ t.test('the installed programs run from their place, native addons included', as
 });
 
 t.test('systemd-analyze verify accepts the installed units', async (t) => {
-  const r = run('systemd-analyze', ['verify', `--root=${root}`, '/etc/systemd/system/knode-agent.service', '/etc/systemd/system/knode-proxy.service']);
+  const r = run('systemd-analyze', [
+    'verify',
+    `--root=${root}`,
+    '/etc/systemd/system/knode-agent.service',
+    '/etc/systemd/system/knode-proxy.service',
+    '/etc/systemd/system/knode-cni-daemon.service',
+  ]);
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stderr.trim(), '', 'no warnings');
 });
@@ -152,7 +171,8 @@ t.test('uninstall leaves nothing of knode', async (t) => {
     'usr/lib/knode', 'etc/knode', 'var/lib/knode', 'usr/local/bin/knode-agent', 'usr/local/bin/knode-proxy', 'opt/cni/bin/knode-bridge',
     'etc/systemd/system/knode-agent.service', 'etc/systemd/system/knode-proxy.service', 'etc/systemd/system/knode-agent.service.d',
     'etc/systemd/system/multi-user.target.wants/knode-agent.service', 'etc/default/knode-agent', 'opt/cni/bin/loopback',
-    'usr/lib/cni/knode-flannel', 'usr/lib/cni/loopback',
+    'usr/lib/cni/knode-flannel', 'usr/lib/cni/loopback', 'etc/systemd/system/knode-cni-daemon.service', 'opt/cni/bin/knode-cni-launcher',
+    'usr/lib/cni/knode-cni-launcher', 'etc/systemd/system/multi-user.target.wants/knode-cni-daemon.service',
   ]) {
     t.notOk(existsSync(at(p)) || isLink(at(p)), `${p} removed`);
   }

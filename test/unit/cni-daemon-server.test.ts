@@ -3,11 +3,12 @@
 import t from 'tap';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CniDaemon } from '../../cni/daemon/server.js';
 import { exchangeRaw, requestDaemon } from '../../cni/daemon/client.js';
-import { PROTOCOL_VERSION, requestFromEnv } from '../../cni/daemon/protocol.js';
+import { ACK, encodeRequest, requestFromEnv } from '../../cni/daemon/protocol.js';
 import type { DaemonRequest } from '../../cni/daemon/protocol.js';
 import type { CmdArgs, CniPlugin } from '../../cni/skel.js';
 import { CniCode, CniError } from '../../cni/types.js';
@@ -92,10 +93,9 @@ t.test('malformed requests get an error JSON and the daemon keeps serving', asyn
   const payloads: (string | Buffer)[] = [
     '',
     'garbage',
-    '{"v":1',
-    '[]',
-    JSON.stringify({ v: PROTOCOL_VERSION, plugin: 'knode-bridge', env: { PATH: '/x' }, stdin: '' }),
-    JSON.stringify({ v: PROTOCOL_VERSION, plugin: 'knode-bridge', env: {}, stdin: 42 }),
+    'KNODE-CNI/2 knode-bridge\n',
+    'KNODE-CNI/2 knode-bridge\nPATH 2\n/x\nstdin 0\n\n',
+    'KNODE-CNI/2 knode-bridge\nCNI_COMMAND 30\nADD\nstdin 0\n\n',
     Buffer.from([0xff, 0xfe, 0x00, 0x01]),
     Buffer.alloc(2 << 20, 0x61),
   ];
@@ -103,12 +103,15 @@ t.test('malformed requests get an error JSON and the daemon keeps serving', asyn
     const o = await exchangeRaw(socketPath, p, { timeoutMs: 5000 });
     t.equal(o.kind, 'response', `answered ${String(p).slice(0, 20)}`);
     if (o.kind !== 'response') continue;
+    t.ok(o.raw?.startsWith(ACK), 'acknowledged, then answered');
     t.equal(o.response.exitCode, 1);
     const body = JSON.parse(o.response.stdout) as { code: number; msg: string };
     t.ok([4, 6, 7].includes(body.code), `code ${body.code}: ${body.msg}`);
   }
-  const other = await exchangeRaw(socketPath, JSON.stringify({ v: 99 }));
-  t.match(other, { kind: 'response', response: { fallback: 'protocol' } });
+  for (const other of ['KNODE-CNI/9 knode-bridge\nstdin 0\n\n', JSON.stringify({ v: 1, plugin: 'knode-bridge', env: {}, stdin: '' })]) {
+    const o = await exchangeRaw(socketPath, other);
+    t.match(o, { kind: 'unavailable', reason: /fallback protocol/, raw: 'KNODE-CNI/2 fallback protocol\n' }, 'another version: do it yourself');
+  }
   const after = await requestDaemon(socketPath, req({ CNI_CONTAINERID: 'after' }));
   t.match(after, { kind: 'response', response: { exitCode: 0 } }, 'still serving');
 });
@@ -117,7 +120,7 @@ t.test('a client that disconnects early does not hurt the daemon', async (t) => 
   const { connect } = await import('node:net');
   await new Promise<void>((resolve) => {
     const s = connect(socketPath, () => {
-      s.write('{"v":1,"plugin"');
+      s.write('KNODE-CNI/2 knode-br');
       s.destroy();
       resolve();
     });
@@ -125,7 +128,7 @@ t.test('a client that disconnects early does not hurt the daemon', async (t) => 
   // A request that is still running when its client goes away.
   await new Promise<void>((resolve) => {
     const s = connect({ path: socketPath, allowHalfOpen: true }, () => {
-      s.end(JSON.stringify(req({ CNI_CONTAINERID: 'gone', CNI_ARGS: 'WAIT=100' })));
+      s.end(encodeRequest(req({ CNI_CONTAINERID: 'gone', CNI_ARGS: 'WAIT=100' })));
       setTimeout(() => {
         s.destroy();
         resolve();
@@ -141,7 +144,7 @@ t.test('per-request timeout', async (t) => {
   const started = performance.now();
   const o = await requestDaemon(socketPath, req({ CNI_CONTAINERID: 'slow', CNI_ARGS: 'WAIT=2000' }));
   t.ok(performance.now() - started < 1500, 'answered at the timeout, not when the plugin finished');
-  if (o.kind === 'response') t.match(JSON.parse(o.response.stdout), { code: 999, msg: /timed out after 500 ms/ });
+  if (o.kind === 'response') t.match(JSON.parse(o.response.stdout), { code: 11, msg: /timed out after 500 ms; try again later/ });
   else t.fail('no response');
 });
 
@@ -164,7 +167,20 @@ t.test('client outcomes: no daemon, not a socket', async (t) => {
   const rudePath = join(dir, 'rude.sock');
   await new Promise<void>((r) => rude.listen(rudePath, r));
   t.teardown(() => new Promise<void>((r) => rude.close(() => r())));
-  t.match(await requestDaemon(rudePath, req()), { kind: 'lost' });
+  t.match(await requestDaemon(rudePath, req()), { kind: 'lost', reason: /no answer/ });
+  // One that acknowledges and then hangs: "lost" at the client's timeout (the launcher: socat -t).
+  const held: Socket[] = [];
+  const hung = createServer({ allowHalfOpen: true }, (s) => {
+    held.push(s);
+    s.on('end', () => s.write(ACK));
+  });
+  const hungPath = join(dir, 'hung.sock');
+  await new Promise<void>((r) => hung.listen(hungPath, r));
+  t.teardown(() => {
+    for (const s of held) s.destroy();
+    return new Promise<void>((r) => hung.close(() => r()));
+  });
+  t.match(await requestDaemon(hungPath, req(), { timeoutMs: 300 }), { kind: 'lost', reason: 'timeout after 300 ms' });
 });
 
 t.test('listen: a live daemon is an error, a stale socket file is replaced', async (t) => {

@@ -10,7 +10,9 @@ import {
   planTeardown,
   renderPortmap,
   splitRuleLine,
+  staleUdpConntrackDeletes,
 } from '../../cni/portmap.js';
+import type { PortMapping } from '../../cni/portmap.js';
 import { CniError } from '../../cni/types.js';
 import type { JsonObject } from '../../cni/types.js';
 import { parseIpNet } from '../../cni/ip.js';
@@ -210,4 +212,14 @@ t.test('GC finds the containers of a network by the jump comments', async (t) =>
   t.same(mappedContainers(listing, 'n1'), ['a', 'b']);
   t.same(mappedContainers(listing, 'n2'), ['c']);
   t.same(mappedContainers(listing, 'n3'), []);
+});
+
+t.test('stale UDP conntrack deletes: one per UDP hostPort, in the address family', async (t) => {
+  const m = (hostPort: number, protocol: string): PortMapping => ({ hostPort, containerPort: 1, protocol, hostIP: '' });
+  t.same(staleUdpConntrackDeletes([m(53, 'udp'), m(53, 'udp'), m(80, 'tcp'), m(5353, 'udp')], 4), [
+    ['-D', '-f', 'ipv4', '-p', 'udp', '--orig-port-dst', '53'],
+    ['-D', '-f', 'ipv4', '-p', 'udp', '--orig-port-dst', '5353'],
+  ]);
+  t.same(staleUdpConntrackDeletes([m(53, 'udp')], 6), [['-D', '-f', 'ipv6', '-p', 'udp', '--orig-port-dst', '53']]);
+  t.same(staleUdpConntrackDeletes([m(80, 'tcp'), m(9, 'sctp')], 4), []);
 });
