@@ -3,6 +3,7 @@
  * - `buildPlugins()` bundles the plugin entry points with esbuild into build/cni-test/ (inside the
  *   repo so node_modules resolves for the external koffi/netlink) and writes a tiny
  *   `#!/bin/sh exec node <bundle>` wrapper per plugin, so they can be exec'd like real plugins.
+ * - `buildDaemon()` bundles knode-cni-daemon the same way (the daemon and launcher tests).
  * - `createNetns()` makes a throw-away `knode-t-<random>` namespace; callers delete it in
  *   t.teardown.
  * - `runPlugin()` runs a plugin process inside a "host" namespace (nsenter --net), never in the
@@ -31,6 +32,32 @@ const banner = [
 ].join('\n');
 
 let built: Promise<void> | undefined;
+let daemonBuilt: Promise<string> | undefined;
+
+/** One esbuild bundle of a CNI entry point (ESM, koffi and netlink external, as scripts/build.mjs). */
+function bundle(entry: string, outfile: string): Promise<unknown> {
+  return build({
+    entryPoints: [join(root, entry)],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    external: ['koffi', 'netlink'],
+    banner: { js: banner },
+    logLevel: 'warning',
+  });
+}
+
+/** Bundles knode-cni-daemon into build/cni-test/knode-cni-daemon.mjs (next to the plugin bundles); resolves to its path. */
+export function buildDaemon(): Promise<string> {
+  daemonBuilt ??= (async () => {
+    const outfile = join(root, 'build', 'cni-test', 'knode-cni-daemon.mjs');
+    await bundle('cni/bin/knode-cni-daemon.ts', outfile);
+    return outfile;
+  })();
+  return daemonBuilt;
+}
 
 export function buildPlugins(): Promise<void> {
   built ??= (async () => {
@@ -38,17 +65,7 @@ export function buildPlugins(): Promise<void> {
     await Promise.all(
       Object.entries(entries).map(async ([name, entry]) => {
         const outfile = join(root, 'build', 'cni-test', `${name}.mjs`);
-        await build({
-          entryPoints: [join(root, entry)],
-          outfile,
-          bundle: true,
-          platform: 'node',
-          target: 'node20',
-          format: 'esm',
-          external: ['koffi', 'netlink'],
-          banner: { js: banner },
-          logLevel: 'warning',
-        });
+        await bundle(entry, outfile);
         const wrapper = join(BIN_DIR, name);
         writeFileSync(wrapper, `#!/bin/sh\nexec node ${outfile} "$@"\n`);
         chmodSync(wrapper, 0o755);

@@ -19,7 +19,6 @@
  * namespace and the temp dir.
  */
 import t from 'tap';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Container, V1PodStatus } from '@kubernetes/client-node';
 import { podUidLabel } from '../../agent/pods/labels.js';
@@ -28,23 +27,17 @@ import { createDockerRuntime } from '../../agent/runtime/docker/client.js';
 import type { Runtime } from '../../agent/runtime/types.js';
 import { errorMessage } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
-import { imageArchive, imageRefs } from '../../lab/paths.js';
+import { imageRefs } from '../../lab/paths.js';
 import { cond, cs, latest, podMaker, podWorld, reasonsOf, startCriContainerd, waitStatus, writeTestConflist, type World } from '../helpers/agent-pods.js';
 import { createTestEnv, waitFor } from '../helpers/containerd.js';
 import { startDockerd } from '../helpers/dockerd.js';
+import { requireLabImages } from '../helpers/lab-images.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
   process.exit(0);
 }
-for (const name of ['pause', 'app'] as const) {
-  for (const format of ['oci', 'docker'] as const) {
-    if (!existsSync(imageArchive(name, format))) {
-      t.fail(`${imageArchive(name, format)} missing: run scripts/setup (or knode-lab images build)`);
-      process.exit(1);
-    }
-  }
-}
+requireLabImages(['oci', 'docker']);
 
 type RuntimeName = 'containerd' | 'docker';
 

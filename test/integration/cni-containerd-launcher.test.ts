@@ -11,10 +11,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { createCriRuntime } from '../../agent/runtime/cri/client.js';
 import type { PodSandboxConfig } from '../../agent/runtime/types.js';
-import { buildPlugins } from '../../cni/testing/harness.js';
+import { buildDaemon, buildPlugins } from '../../cni/testing/harness.js';
 import { installLauncher } from '../../cni/launcher.js';
 import { errorMessage } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
@@ -32,7 +31,6 @@ if (!existsSync(imageArchive('pause', 'oci'))) {
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bundleDir = join(root, 'build', 'cni-test');
-const daemonBundle = join(bundleDir, 'knode-cni-daemon-ctd.mjs');
 
 const env = await createTestEnv(t, 'cnil');
 const { rand, tmp } = env;
@@ -46,17 +44,7 @@ const daemonLog = join(tmp, 'cni-daemon.log');
 
 async function setUp(): Promise<ReturnType<typeof createCriRuntime>> {
   await buildPlugins();
-  await build({
-    entryPoints: [join(root, 'cni', 'bin', 'knode-cni-daemon.ts')],
-    outfile: daemonBundle,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    external: ['koffi', 'netlink'],
-    banner: { js: "import { createRequire as __knodeCreateRequire } from 'node:module';\nconst require = __knodeCreateRequire(import.meta.url);" },
-    logLevel: 'warning',
-  });
+  const daemonBundle = await buildDaemon();
   const binDir = join(tmp, 'cni', 'bin');
   await installLauncher(binDir, { node: process.execPath, dist: bundleDir, socket, generator: 'cni-containerd-launcher.test.ts' });
   env.startDaemon('cni-daemon', process.execPath, [daemonBundle, '--socket', socket, '--log-requests']);

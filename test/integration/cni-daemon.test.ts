@@ -8,8 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { build } from 'esbuild';
-import { buildPlugins, createNetns, deleteNetns, inNetns, runPlugin } from '../../cni/testing/harness.js';
+import { buildDaemon, buildPlugins, createNetns, deleteNetns, inNetns, runPlugin } from '../../cni/testing/harness.js';
 import type { Netns, PluginOutcome } from '../../cni/testing/harness.js';
 import { ACK, TRAILER, encodeRequest, parseAnswer } from '../../cni/daemon/protocol.js';
 import { chainName } from '../../cni/ipmasq.js';
@@ -20,21 +19,10 @@ if (process.getuid?.() !== 0) {
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const daemonBundle = join(root, 'build', 'cni-test', 'knode-cni-daemon.mjs');
 const rawClient = join(root, 'build', 'cni-test', 'daemon-raw-client.mjs');
 
 await buildPlugins();
-await build({
-  entryPoints: [join(root, 'cni', 'bin', 'knode-cni-daemon.ts')],
-  outfile: daemonBundle,
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'esm',
-  external: ['koffi', 'netlink'],
-  banner: { js: "import { createRequire as __knodeCreateRequire } from 'node:module';\nconst require = __knodeCreateRequire(import.meta.url);" },
-  logLevel: 'warning',
-});
+const daemonBundle = await buildDaemon();
 // Sends each payload file (argv) as one raw request and prints the raw answers as a JSON array.
 writeFileSync(
   rawClient,
