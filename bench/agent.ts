@@ -27,7 +27,7 @@
  * dockerd and the floor makes the same sandboxes + containers through agent/runtime/docker from
  * this process (pause container, CNI run by this process inside the node's netns with the node's
  * conflist, app container joined to it) — what the agent's Docker backend does, without the agent.
- * `both` benches containerd, then docker (a fresh lab each) and prints them side by side.
+ * `both` benches docker, then containerd (a fresh lab each) and prints them side by side.
  *
  * Usage (root): flock /run/knode-lab.lock scripts/bench-agent [--pods 30] [--rounds 3] [--runtime containerd|docker|both] [--node-options=--max-old-space-size=64]
  * (--node-options: NODE_OPTIONS for the lab's programs, the agent among them.)
@@ -357,7 +357,7 @@ async function main(): Promise<void> {
   const rounds = Number(values.rounds);
   const which = values.runtime;
   if (!Number.isInteger(n) || n < 1 || !Number.isInteger(rounds) || rounds < 1) throw new Error('--pods and --rounds take positive integers');
-  const kinds: RuntimeKind[] = which === 'both' ? ['containerd', 'docker'] : which === 'containerd' || which === 'docker' ? [which] : [];
+  const kinds: RuntimeKind[] = which === 'both' ? ['docker', 'containerd'] : which === 'containerd' || which === 'docker' ? [which] : [];
   if (kinds.length === 0) throw new Error(`--runtime ${which}: containerd, docker or both`);
   if (process.getuid?.() !== 0) throw new Error('bench-agent needs root (the lab)');
   const results: RuntimeResult[] = [];
