@@ -25,7 +25,7 @@
  *   inside the pod's network namespace, a failure is written to the error
  *   stream, and both are half-closed when the connection ends.
  * - Back-pressure: exec/attach output to a slow client pauses the runtime
- *   side. Port-forward has no SPDY flow control (spdystream sends no
+ *   side (WebSocket: the unsent messages; SPDY: the socket's buffer). Port-forward has no SPDY flow control (spdystream sends no
  *   WINDOW_UPDATE, see spdy.ts), so the transport is the bound: a pod
  *   connection is paused while the client's socket (or the WebSocket's unsent
  *   bytes) is over its high-water mark and resumed on drain; the other way,
@@ -204,9 +204,7 @@ export async function serveDirectStdioSpdy(socket: Duplex, head: Buffer, s: Stre
   let session: StdioSession | undefined;
   let started = false;
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  const send = (b: Buffer): void => {
-    if (socket.writable) socket.write(b);
-  };
+  const send = (b: Buffer): boolean => (socket.writable ? socket.write(b) : true);
   const run = async (): Promise<void> => {
     const errorId = ids.get('error')!;
     const finish = (status: Record<string, unknown>): void => {
@@ -233,7 +231,13 @@ export async function serveDirectStdioSpdy(socket: Duplex, head: Buffer, s: Stre
     ] as const) {
       const id = ids.get(type);
       if (stream === undefined || id === undefined) continue;
-      stream.on('data', (d: Buffer) => spdy.write(id, d));
+      stream.on('data', (d: Buffer) => {
+        // A slow client: stop reading the runtime until the socket drains.
+        if (!spdy.write(id, d)) {
+          stream.pause();
+          socket.once('drain', () => stream.resume());
+        }
+      });
       outputs.push(
         new Promise((resolve) => {
           stream.once('end', resolve);
