@@ -8,6 +8,10 @@
  * (sha256 of the whole file), the server's send buffer towards the client
  * stays bounded (the pod connection is paused while it is full, resumed on
  * drain) and this process's RSS does not grow by anything like the file.
+ * The same over the WebSocket tunnel (SPDY/3.1+portforward.k8s.io, kubectl's
+ * default; the client's framing done by hand: ws refuses that subprotocol,
+ * not an RFC 6455 token), and the tunnel's transport (webSocketTransport)
+ * alone on a real WebSocket pair.
  *
  * Without the back-pressure the pod side is read at full speed and the
  * whole 100 MiB queues in the kubelet's socket buffer (this test fails).
@@ -17,7 +21,7 @@
  * the namespace and the temp dir.
  */
 import t from 'tap';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage } from 'node:http';
@@ -247,6 +251,112 @@ t.test('SPDY/3.1: 100 MiB to a slow reader arrive whole, with a bounded buffer',
   t.equal(r.bytes, fileSize, 'every byte arrived');
   t.equal(r.sha, sha, 'intact (sha256 of the file)');
   t.ok(seen.maxBufferedMB < 4, `the kubelet's send buffer stayed bounded (max ${seen.maxBufferedMB.toFixed(2)} MiB)`);
+  t.ok(seen.rssGrowthMB < 48, `RSS grew by ${seen.rssGrowthMB.toFixed(1)} MiB while 100 MiB went through`);
+  t.same(errors, [], 'no session error');
+});
+
+/** Client WebSocket framing by hand (ws refuses the tunnel's subprotocol as a client): one masked binary frame. Pure. */
+function clientFrame(payload: Buffer): Buffer {
+  const mask = randomBytes(4);
+  const len = payload.length;
+  const head = len < 126 ? Buffer.from([0x82, 0x80 | len]) : len < 65536 ? Buffer.from([0x82, 0x80 | 126, len >> 8, len & 0xff]) : Buffer.concat([Buffer.from([0x82, 0x80 | 127]), (() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(len)); return b; })()]);
+  const body = Buffer.from(payload);
+  for (let i = 0; i < body.length; i++) body[i]! ^= mask[i % 4]!;
+  return Buffer.concat([head, mask, body]);
+}
+
+/** Server frames (unmasked) → binary payloads; close/ping frames are ignored. */
+class FrameParser {
+  private buf: Buffer = Buffer.alloc(0);
+  push(chunk: Buffer): Buffer[] {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    const out: Buffer[] = [];
+    for (;;) {
+      if (this.buf.length < 2) break;
+      const opcode = this.buf[0]! & 0x0f;
+      let len = this.buf[1]! & 0x7f;
+      let at = 2;
+      if (len === 126) {
+        if (this.buf.length < 4) break;
+        len = this.buf.readUInt16BE(2);
+        at = 4;
+      } else if (len === 127) {
+        if (this.buf.length < 10) break;
+        len = Number(this.buf.readBigUInt64BE(2));
+        at = 10;
+      }
+      if (this.buf.length < at + len) break;
+      if (opcode === 0x2 || opcode === 0x0) out.push(this.buf.subarray(at, at + len));
+      this.buf = this.buf.subarray(at + len);
+    }
+    return out;
+  }
+}
+
+t.test('WebSocket tunnel (SPDY/3.1+portforward.k8s.io): 100 MiB to a slow reader arrive whole, with a bounded buffer', async (t) => {
+  const sock = connect(port, '127.0.0.1');
+  t.teardown(() => sock.destroy());
+  await new Promise((r) => sock.once('connect', r));
+  sock.write(
+    `GET /portForward/default/big HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io\r\n\r\n`,
+  );
+  let pending: Buffer = Buffer.alloc(0);
+  const head = await new Promise<string>((resolve) => {
+    const onData = (d: Buffer): void => {
+      pending = Buffer.concat([pending, d]);
+      const end = pending.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      sock.off('data', onData);
+      sock.pause();
+      const h = pending.subarray(0, end).toString();
+      pending = pending.subarray(end + 4);
+      resolve(h);
+    };
+    sock.on('data', onData);
+  });
+  t.match(head, /^HTTP\/1\.1 101/, 'the tunnel accepted');
+  t.match(head, /Sec-WebSocket-Protocol: SPDY\/3\.1\+portforward\.k8s\.io/i);
+  const out = new Duplex({
+    read: () => undefined,
+    write: (chunk: Buffer, _enc, cb) => (sock.write(clientFrame(chunk)) ? cb() : sock.once('drain', () => cb())),
+  });
+  const frames = new FrameParser();
+  const body = bodyHasher();
+  let dataId = -1;
+  let errorId = -1;
+  let errorText = '';
+  let fin = false;
+  const spdy = new SpdyClient(out, {
+    onData: (id, data, f) => {
+      if (id === dataId) {
+        if (data.length > 0) body.push(data);
+        if (f) fin = true;
+      } else if (id === errorId) errorText += data.toString();
+    },
+    onReset: () => undefined,
+  });
+  t.teardown(() => spdy.close());
+  errorId = await spdy.openStream({ streamType: 'error', port: '8080', requestID: '2' });
+  dataId = await spdy.openStream({ streamType: 'data', port: '8080', requestID: '2' });
+  spdy.write(dataId, Buffer.from('GET /big HTTP/1.0\r\nHost: big\r\n\r\n'));
+  for (const m of frames.push(pending)) spdy.receive(m);
+  const before = serverSockets.length;
+  const seen = await watched(async () => {
+    const closed = new Promise((r) => sock.once('close', r));
+    while (!fin) {
+      const chunk = sock.read() as Buffer | null;
+      if (chunk !== null) for (const m of frames.push(chunk)) spdy.receive(m);
+      else if (sock.readableEnded || sock.destroyed) break;
+      else await Promise.race([new Promise((r) => sock.once('readable', r)), closed]);
+      await new Promise((r) => setTimeout(r, 2)); // a slow reader
+    }
+  }, () => serverSockets.slice(before - 1));
+  const r = body.result();
+  t.equal(errorText, '', 'no forwarding error');
+  t.match(r.status, /^HTTP\/1\.[01] 200/, 'the pod answered');
+  t.equal(r.bytes, fileSize, 'every byte arrived');
+  t.equal(r.sha, sha, 'intact (sha256 of the file)');
+  t.ok(seen.maxBufferedMB < 4, `the kubelet's socket buffer stayed bounded (max ${seen.maxBufferedMB.toFixed(2)} MiB)`);
   t.ok(seen.rssGrowthMB < 48, `RSS grew by ${seen.rssGrowthMB.toFixed(1)} MiB while 100 MiB went through`);
   t.same(errors, [], 'no session error');
 });
