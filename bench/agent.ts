@@ -295,6 +295,7 @@ async function benchOn(kind: RuntimeKind, n: number, rounds: number, nodeOptions
       const a = [...got.agent!].sort((x, y) => x - y);
       const f = [...got.floor!].sort((x, y) => x - y);
       perRound.push(`round ${r + 1} (${order.join(' then ')}): agent p50 ${fmt(percentile(a, 50))} s p99 ${fmt(percentile(a, 99))} s; floor p50 ${fmt(percentile(f, 50))} s p99 ${fmt(percentile(f, 99))} s`);
+      console.log(`[${kind}] ${perRound.at(-1) ?? ''}`); // as it goes: a run cut short still leaves its rounds
     }
 
     const a = [...agent].sort((x, y) => x - y);
