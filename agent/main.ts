@@ -353,6 +353,7 @@ async function main(argv: string[]): Promise<number> {
     const tls = await loadServingCert({ certFile: config.tlsCertFile, keyFile: config.tlsPrivateKeyFile, rootDir: config.rootDir, nodeName: config.nodeName, addresses: hostIPs });
     server = await startKubeletServer({
       nodeName: config.nodeName,
+      rootDir: config.rootDir,
       address: config.address,
       port: config.port === 0 ? undefined : config.port,
       healthzAddress: config.healthzBindAddress,

@@ -25,11 +25,18 @@
  * - The lab: `scripts/lab down; scripts/lab up --nodes 1 --runtime containerd` at the start and
  *   `scripts/lab down` at the end (also on failure). Run it under the lab lock.
  *
- * Usage (root): flock /run/knode-lab.lock scripts/bench-agent [--pods 30] [--rounds 3] [--node-options=--max-old-space-size=64]
+ * Runtimes (--runtime containerd|docker|both, default containerd): on docker the lab node runs
+ * dockerd and the floor makes the same sandboxes + containers through agent/runtime/docker from
+ * this process (pause container, CNI run by this process inside the node's netns with the node's
+ * conflist, app container joined to it) — what the agent's Docker backend does, without the agent.
+ * `both` benches docker, then containerd (a fresh lab each) and prints them side by side.
+ *
+ * Usage (root): flock /run/knode-lab.lock scripts/bench-agent [--pods 30] [--rounds 3] [--runtime containerd|docker|both] [--node-options=--max-old-space-size=64]
  * (--node-options: NODE_OPTIONS for the lab's programs, the agent among them.)
  */
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -38,13 +45,17 @@ import { createKubeClient, type KubeClient } from '../agent/kube/client.js';
 import { startInformer } from '../agent/kube/informer.js';
 import { podListWatch } from '../agent/kube/resources.js';
 import { containerConfig, podSandboxConfig } from '../agent/pods/config.js';
-import { createCriRuntime, type CriRuntime } from '../agent/runtime/cri/client.js';
+import { createCriRuntime } from '../agent/runtime/cri/client.js';
+import { createDockerRuntime } from '../agent/runtime/docker/client.js';
+import type { Runtime } from '../agent/runtime/types.js';
 import { execFile } from '../lib/exec.js';
 import { createLogger } from '../lib/log.js';
 import { agentPaths } from '../lab/machines/agent.js';
+import { labCniBinDir } from '../lab/machines/cni-plugins.js';
 import { containerdPaths } from '../lab/machines/containerd.js';
 import { controlPlanePaths } from '../lab/machines/control-plane.js';
-import { labCgroupParent, labNode } from '../lab/machines/layout.js';
+import { dockerdPaths } from '../lab/machines/dockerd.js';
+import { labCgroupParent, labNode, netnsPath, type RuntimeKind } from '../lab/machines/layout.js';
 import { imageRefs, repoRoot } from '../lab/paths.js';
 
 const quiet = createLogger({ component: 'bench-agent', level: 'error' });
@@ -83,8 +94,29 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / 100;
 }
 
+/** The bench's runtime: containerd or docker (set once per lab in main). */
+let runtimeKind: RuntimeKind = 'containerd';
+
+/** The node's runtime daemon (containerd, or dockerd on docker). */
 function containerdPid(): number {
-  return Number(readFileSync(containerdPaths(node).pidFile, 'utf8').trim());
+  return Number(readFileSync(runtimeKind === 'docker' ? dockerdPaths(node).pidFile : containerdPaths(node).pidFile, 'utf8').trim());
+}
+
+/**
+ * A runtime client from this process: containerd's CRI, or the agent's Docker backend with CNI
+ * run inside the node's netns (the conflist and plugins the lab agent uses) and its own cache dir.
+ */
+function benchRuntime(kind: RuntimeKind, stateDir: string): Runtime {
+  if (kind === 'containerd') return createCriRuntime({ endpoint: `unix://${containerdPaths(node).socket}`, requestTimeoutMs: 120_000, logger: quiet });
+  return createDockerRuntime({
+    endpoint: `unix://${dockerdPaths(node).socket}`,
+    requestTimeoutMs: 120_000,
+    logger: quiet,
+    network: { confDir: containerdPaths(node).cniConfDir, binDir: labCniBinDir(node), hostNetns: netnsPath(node.netns) },
+    stateDir,
+    sandboxImage: imageRefs.pause,
+    cgroupParent: labCgroupParent(node),
+  });
 }
 
 function memory(pid: number): { rssMB: number; hwmMB: number; anonMB: number } {
@@ -114,13 +146,13 @@ function benchPod(name: string, uid?: string): V1Pod {
   };
 }
 
-async function sandboxCount(cri: CriRuntime): Promise<number> {
+async function sandboxCount(cri: Runtime): Promise<number> {
   return (await cri.listPodSandbox()).length;
 }
 
 // ---- the agent path ----------------------------------------------------------
 
-async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: number): Promise<{ latencies: number[]; rssMB: number; hwmMB: number; anonMB: number; afterMB: number; agentCpu: number; containerdCpu: number }> {
+async function agentBatch(kube: KubeClient, cri: Runtime, prefix: string, n: number): Promise<{ latencies: number[]; rssMB: number; hwmMB: number; anonMB: number; afterMB: number; agentCpu: number; containerdCpu: number }> {
   const cpu0 = { agent: cpuSeconds(agentPid()), containerd: cpuSeconds(containerdPid()) };
   const controller = new AbortController();
   const created = new Map<string, number>();
@@ -169,7 +201,7 @@ async function agentBatch(kube: KubeClient, cri: CriRuntime, prefix: string, n: 
 
 // ---- the floor: CRI straight from this process ---------------------------------------
 
-async function floorBatch(cri: CriRuntime, prefix: string, n: number, memoryCapacity: number): Promise<{ latencies: number[]; benchCpu: number; containerdCpu: number }> {
+async function floorBatch(cri: Runtime, prefix: string, n: number, memoryCapacity: number): Promise<{ latencies: number[]; benchCpu: number; containerdCpu: number }> {
   const cpu0 = { bench: process.cpuUsage(), containerd: cpuSeconds(containerdPid()) };
   const sandboxOptions = { podLogsRoot: agentPaths(node).podLogsDir, clusterDNS: ['10.96.0.10'], clusterDomain: 'cluster.local', cgroupParent: labCgroupParent(node) };
   const ids: string[] = [];
@@ -203,26 +235,30 @@ async function floorBatch(cri: CriRuntime, prefix: string, n: number, memoryCapa
 
 // ---- main ---------------------------------------------------------------------
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { pods: { type: 'string', default: '30' }, rounds: { type: 'string', default: '3' }, 'node-options': { type: 'string' } } });
-  const nodeOptions = values['node-options'];
-  const n = Number(values.pods);
-  const rounds = Number(values.rounds);
-  if (process.getuid?.() !== 0) throw new Error('bench-agent needs root (the lab)');
+/** Startup latencies (ms) of one runtime's lab: the agent's and the floor's, every round pooled. */
+interface RuntimeResult {
+  kind: RuntimeKind;
+  agent: number[];
+  floor: number[];
+}
 
+async function benchOn(kind: RuntimeKind, n: number, rounds: number, nodeOptions: string | undefined): Promise<RuntimeResult> {
+  runtimeKind = kind;
+  console.log(`\n==== runtime: ${kind} ====`);
   console.log(`load average at the start: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   await lab(['down']);
-  let cri: CriRuntime | undefined;
+  let cri: Runtime | undefined;
+  const stateDir = await mkdtemp(join(tmpdir(), 'knode-bench-agent-'));
   try {
     // --node-options: NODE_OPTIONS for the lab's node programs (the agent among them), e.g. a heap cap.
-    await lab(['up', '--nodes', '1', '--runtime', 'containerd'], nodeOptions !== undefined ? { ...process.env, NODE_OPTIONS: nodeOptions } : undefined);
+    await lab(['up', '--nodes', '1', '--runtime', kind], nodeOptions !== undefined ? { ...process.env, NODE_OPTIONS: nodeOptions } : undefined);
     if (nodeOptions !== undefined) console.log(`the lab runs with NODE_OPTIONS=${nodeOptions}`);
     const kube = createKubeClient(controlPlanePaths.adminKubeconfig);
     await until(`${nodeName} Ready`, async () => {
       const nd = await kube.core.readNode({ name: nodeName });
       return nd.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
     }, 120_000);
-    cri = createCriRuntime({ endpoint: `unix://${containerdPaths(node).socket}`, requestTimeoutMs: 120_000, logger: quiet });
+    cri = benchRuntime(kind, stateDir);
     await cri.waitReady({ timeoutMs: 30_000 });
     const memoryCapacity = Number(/^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) * 1024;
 
@@ -261,16 +297,17 @@ async function main(): Promise<void> {
       const a = [...got.agent!].sort((x, y) => x - y);
       const f = [...got.floor!].sort((x, y) => x - y);
       perRound.push(`round ${r + 1} (${order.join(' then ')}): agent p50 ${fmt(percentile(a, 50))} s p99 ${fmt(percentile(a, 99))} s; floor p50 ${fmt(percentile(f, 50))} s p99 ${fmt(percentile(f, 99))} s`);
+      console.log(`[${kind}] ${perRound.at(-1) ?? ''}`); // as it goes: a run cut short still leaves its rounds
     }
 
     const a = [...agent].sort((x, y) => x - y);
     const f = [...floor].sort((x, y) => x - y);
     const row = (name: string, s: number[]): string =>
       `| ${name} | ${s.length} | ${fmt(percentile(s, 50))} | ${fmt(percentile(s, 99))} | ${fmt(s.at(-1) ?? NaN)} | ${ratio(percentile(s, 50), percentile(f, 50))} | ${ratio(percentile(s, 99), percentile(f, 99))} |`;
-    console.log(`\npod startup, ${n} pods at once on ${nodeName}, ${rounds} round(s), pre-pulled ${imageRefs.app}\n`);
+    console.log(`\npod startup on ${kind}, ${n} pods at once on ${nodeName}, ${rounds} round(s), pre-pulled ${imageRefs.app}\n`);
     console.log('| path | samples | p50 s | p99 s | max s | p50 vs floor | p99 vs floor |');
     console.log('|---|---:|---:|---:|---:|---:|---:|');
-    console.log(row('floor: CRI calls from one process', f));
+    console.log(row(kind === 'docker' ? 'floor: agent/runtime/docker calls from one process' : 'floor: CRI calls from one process', f));
     console.log(row('knode-agent: create → Running (watch)', a));
     console.log('');
     for (const line of perRound) console.log(line);
@@ -286,10 +323,51 @@ async function main(): Promise<void> {
     console.log('');
     for (const line of rss) console.log(line);
     console.log(`\nload average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+    return { kind, agent: a, floor: f };
   } finally {
     cri?.close();
     await lab(['down']).catch((err: unknown) => console.error(String(err)));
+    await rm(stateDir, { recursive: true, force: true });
   }
+}
+
+/** The runtimes side by side: each path's p50/p99 and its ratio to its own runtime's floor and to containerd's floor. */
+function sideBySide(results: RuntimeResult[], n: number, rounds: number): void {
+  const cf = results.find((r) => r.kind === 'containerd')?.floor ?? [];
+  const ref = { p50: percentile(cf, 50), p99: percentile(cf, 99) };
+  console.log(`\npod startup side by side, ${n} pods at once, ${rounds} round(s) per runtime, pre-pulled ${imageRefs.app}\n`);
+  console.log('| path | samples | p50 s | p99 s | p50 vs own floor | p99 vs own floor | p50 vs containerd floor | p99 vs containerd floor |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of results) {
+    const own = { p50: percentile(r.floor, 50), p99: percentile(r.floor, 99) };
+    for (const [name, s] of [
+      [`floor on ${r.kind}`, r.floor],
+      [`knode-agent on ${r.kind}`, r.agent],
+    ] as const) {
+      const p50 = percentile(s, 50);
+      const p99 = percentile(s, 99);
+      console.log(`| ${name} | ${s.length} | ${fmt(p50)} | ${fmt(p99)} | ${ratio(p50, own.p50)} | ${ratio(p99, own.p99)} | ${ratio(p50, ref.p50)} | ${ratio(p99, ref.p99)} |`);
+    }
+  }
+  const agents = new Map(results.map((r) => [r.kind, r.agent]));
+  const d = agents.get('docker');
+  const c = agents.get('containerd');
+  if (d !== undefined && c !== undefined) console.log(`\nknode-agent docker/containerd: p50 ${ratio(percentile(d, 50), percentile(c, 50))}, p99 ${ratio(percentile(d, 99), percentile(c, 99))}`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { pods: { type: 'string', default: '30' }, rounds: { type: 'string', default: '3' }, runtime: { type: 'string', default: 'containerd' }, 'node-options': { type: 'string' } } });
+  const nodeOptions = values['node-options'];
+  const n = Number(values.pods);
+  const rounds = Number(values.rounds);
+  const which = values.runtime;
+  if (!Number.isInteger(n) || n < 1 || !Number.isInteger(rounds) || rounds < 1) throw new Error('--pods and --rounds take positive integers');
+  const kinds: RuntimeKind[] = which === 'both' ? ['docker', 'containerd'] : which === 'containerd' || which === 'docker' ? [which] : [];
+  if (kinds.length === 0) throw new Error(`--runtime ${which}: containerd, docker or both`);
+  if (process.getuid?.() !== 0) throw new Error('bench-agent needs root (the lab)');
+  const results: RuntimeResult[] = [];
+  for (const kind of kinds) results.push(await benchOn(kind, n, rounds, nodeOptions));
+  if (results.length > 1) sideBySide(results, n, rounds);
 }
 
 main().catch((err: unknown) => {

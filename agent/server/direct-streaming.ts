@@ -24,8 +24,13 @@
  *   requestID and port); the data stream is spliced to a connection made
  *   inside the pod's network namespace, a failure is written to the error
  *   stream, and both are half-closed when the connection ends.
- * - exec/attach output to a slow client pauses the runtime side (port-forward
- *   data is not throttled: SPDY here has no flow control, see spdy.ts); a
+ * - Back-pressure: exec/attach output to a slow client pauses the runtime
+ *   side (WebSocket: the unsent messages; SPDY: the socket's buffer). Port-forward has no SPDY flow control (spdystream sends no
+ *   WINDOW_UPDATE, see spdy.ts), so the transport is the bound: a pod
+ *   connection is paused while the client's socket (or the WebSocket's unsent
+ *   bytes) is over its high-water mark and resumed on drain; the other way,
+ *   the client's socket is paused while a pod connection is full (or while
+ *   more than `earlyLimit` bytes wait for the connection to be made). A
  *   client that goes away closes the session; nothing here throws out of the
  *   server after the upgrade. `directPlan`, `exitStatus`, `failureStatus`, `parseResize` are pure.
  */
@@ -199,9 +204,7 @@ export async function serveDirectStdioSpdy(socket: Duplex, head: Buffer, s: Stre
   let session: StdioSession | undefined;
   let started = false;
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  const send = (b: Buffer): void => {
-    if (socket.writable) socket.write(b);
-  };
+  const send = (b: Buffer): boolean => (socket.writable ? socket.write(b) : true);
   const run = async (): Promise<void> => {
     const errorId = ids.get('error')!;
     const finish = (status: Record<string, unknown>): void => {
@@ -228,7 +231,13 @@ export async function serveDirectStdioSpdy(socket: Duplex, head: Buffer, s: Stre
     ] as const) {
       const id = ids.get(type);
       if (stream === undefined || id === undefined) continue;
-      stream.on('data', (d: Buffer) => spdy.write(id, d));
+      stream.on('data', (d: Buffer) => {
+        // A slow client: stop reading the runtime until the socket drains.
+        if (!spdy.write(id, d)) {
+          stream.pause();
+          socket.once('drain', () => stream.resume());
+        }
+      });
       outputs.push(
         new Promise((resolve) => {
           stream.once('end', resolve);
@@ -292,6 +301,67 @@ export async function serveDirectStdioSpdy(socket: Duplex, head: Buffer, s: Stre
   session?.close();
 }
 
+/** The client side of a port-forward session: SPDY bytes out and in, with back-pressure both ways. */
+export interface ForwardTransport {
+  /** Sends to the client; false once the transport's buffer is over its high-water mark. */
+  send(bytes: Buffer): boolean;
+  /** Calls `fn` once the transport is under its high-water mark again (at once when it is). */
+  onDrain(fn: () => void): void;
+  /** Stops reading the client (a pod connection is full) / reads it again. */
+  pause(): void;
+  resume(): void;
+  /** Ends the whole session (GOAWAY, protocol error). */
+  end(): void;
+}
+
+/** Bytes from the client held for a pod connection still being made before the client is paused. */
+const earlyLimit = 1 << 20;
+
+/** A ForwardTransport on an upgraded socket (SPDY/3.1): its own write buffer is the bound. */
+function socketTransport(socket: Duplex): ForwardTransport {
+  return {
+    send: (b) => (socket.writable ? socket.write(b) : true),
+    onDrain: (fn) => {
+      if (!socket.writableNeedDrain || !socket.writable) fn();
+      else socket.once('drain', fn);
+    },
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
+    end: () => socket.destroy(),
+  };
+}
+
+/** A ForwardTransport in binary WebSocket messages (the tunnel): unsent bytes (until the socket took them) are the bound. */
+export function webSocketTransport(ws: WebSocket, highWaterMark = 1 << 20): ForwardTransport {
+  let unsent = 0;
+  const waiting: (() => void)[] = [];
+  const flush = (): void => {
+    while (unsent < highWaterMark && waiting.length > 0) waiting.shift()!();
+  };
+  ws.once('close', () => {
+    unsent = 0;
+    flush();
+  });
+  return {
+    send: (b) => {
+      if (ws.readyState !== ws.OPEN) return true;
+      unsent += b.length;
+      ws.send(b, { binary: true }, () => {
+        unsent -= b.length;
+        flush();
+      });
+      return unsent < highWaterMark;
+    },
+    onDrain: (fn) => {
+      waiting.push(fn);
+      flush();
+    },
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
+    end: () => ws.terminate(),
+  };
+}
+
 interface ForwardPair {
   port: number;
   errorId: number | undefined;
@@ -303,9 +373,19 @@ interface ForwardPair {
 }
 
 /** The portforward.k8s.io streams of one SPDY session, each data stream spliced to a connection in the pod. */
-function portForwardSession(send: (bytes: Buffer) => void, connect: (port: number) => Promise<Socket>, onError: (err: Error) => void, endSession: () => void): SpdyServer {
+function portForwardSession(transport: ForwardTransport, connect: (port: number) => Promise<Socket>, onError: (err: Error) => void): SpdyServer {
   const pairs = new Map<string, ForwardPair>();
   const byStream = new Map<number, ForwardPair>();
+  // Pairs whose pod connection (or early buffer) is full: the client is not read until none is.
+  const blocked = new Set<ForwardPair>();
+  const block = (p: ForwardPair): void => {
+    if (blocked.size === 0) transport.pause();
+    blocked.add(p);
+  };
+  const unblock = (p: ForwardPair): void => {
+    if (blocked.delete(p) && blocked.size === 0) transport.resume();
+  };
+  const earlyBytes = (p: ForwardPair): number => p.early.reduce((n, b) => n + b.length, 0);
   const fail = (p: ForwardPair, message: string): void => {
     if (p.errorId !== undefined) {
       spdy.write(p.errorId, Buffer.from(message));
@@ -322,21 +402,37 @@ function portForwardSession(send: (bytes: Buffer) => void, connect: (port: numbe
         conn.on('error', (err) => {
           if (p.errorId !== undefined) spdy.write(p.errorId, Buffer.from(`error forwarding port ${p.port}: ${err.message}`));
         });
-        conn.on('data', (d: Buffer) => spdy.write(dataId, d));
+        conn.on('data', (d: Buffer) => {
+          if (!spdy.write(dataId, d)) {
+            conn.pause();
+            transport.onDrain(() => conn.resume());
+          }
+        });
         conn.once('end', () => spdy.end(dataId));
         conn.once('close', () => {
+          unblock(p);
           if (p.errorId !== undefined) spdy.end(p.errorId);
           pairs.delete(key);
           byStream.delete(dataId);
           if (p.errorId !== undefined) byStream.delete(p.errorId);
         });
-        for (const d of p.early.splice(0)) conn.write(d);
+        unblock(p);
+        let full = false;
+        for (const d of p.early.splice(0)) full = !conn.write(d);
+        if (full) {
+          block(p);
+          conn.once('drain', () => unblock(p));
+        }
         if (p.clientFin) conn.end();
       },
-      (err: unknown) => fail(p, `error forwarding port ${p.port} to pod: ${errorMessage(err)}`),
+      (err: unknown) => {
+        unblock(p);
+        p.early = [];
+        fail(p, `error forwarding port ${p.port} to pod: ${errorMessage(err)}`);
+      },
     );
   };
-  const spdy: SpdyServer = new SpdyServer(send, {
+  const spdy: SpdyServer = new SpdyServer((b) => transport.send(b), {
     onStream: (id, headers) => {
       const type = headers.get('streamtype');
       const port = Number(headers.get('port'));
@@ -363,27 +459,33 @@ function portForwardSession(send: (bytes: Buffer) => void, connect: (port: numbe
       if (p.conn === undefined) {
         if (data.length > 0) p.early.push(data);
         if (fin) p.clientFin = true;
+        if (earlyBytes(p) > earlyLimit) block(p);
         return;
       }
-      if (data.length > 0) p.conn.write(data);
-      if (fin) p.conn.end();
+      const conn = p.conn;
+      if (data.length > 0 && !conn.write(data) && !blocked.has(p)) {
+        block(p);
+        conn.once('drain', () => unblock(p));
+      }
+      if (fin) conn.end();
     },
     onReset: (id) => {
       if (id === 0) {
-        endSession();
+        transport.end();
         return;
       }
       byStream.get(id)?.conn?.destroy();
     },
     onError: (err) => {
       onError(err);
-      endSession();
+      transport.end();
     },
   });
   const close = spdy.close.bind(spdy);
   spdy.close = () => {
     for (const p of pairs.values()) p.conn?.destroy();
     pairs.clear();
+    blocked.clear();
     close();
   };
   return spdy;
@@ -394,14 +496,7 @@ export async function serveDirectPortForward(req: IncomingMessage, socket: Duple
   if (plan === 'spdy') {
     socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n');
     await new Promise<void>((resolve) => {
-      const spdy = portForwardSession(
-        (b) => {
-          if (socket.writable) socket.write(b);
-        },
-        connect,
-        onError,
-        () => socket.destroy(),
-      );
+      const spdy = portForwardSession(socketTransport(socket), connect, onError);
       socket.on('data', (d: Buffer) => spdy.receive(d));
       socket.once('close', () => {
         spdy.close();
@@ -414,14 +509,7 @@ export async function serveDirectPortForward(req: IncomingMessage, socket: Duple
   const ws = await accept(req, socket, head, portForwardTunnelProtocol);
   ws.on('error', () => ws.terminate());
   const closed = wsClosed(ws);
-  const spdy = portForwardSession(
-    (b) => {
-      if (ws.readyState === ws.OPEN) ws.send(b, { binary: true });
-    },
-    connect,
-    onError,
-    () => ws.terminate(),
-  );
+  const spdy = portForwardSession(webSocketTransport(ws), connect, onError);
   ws.on('message', (d: Buffer) => spdy.receive(d));
   await closed;
   spdy.close();

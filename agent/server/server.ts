@@ -47,7 +47,9 @@ export interface KubeletServerOptions {
   clientCA: string | undefined;
   reviewer: Reviewer;
   /** With `directStreams` (docker), exec/attach/port-forward are served by the kubelet itself. */
-  runtime: RuntimeService & Pick<Runtime, 'directStreams'>;
+  runtime: RuntimeService & Pick<Runtime, 'directStreams'> & Partial<Pick<Runtime, 'imageFsInfo'>>;
+  /** The agent's root dir (/stats/summary: node fs, emptyDir volumes); undefined = node fs of /, no volume stats. */
+  rootDir?: string;
   /** How streams are served; default: `streamingBackendFor(runtime)`. */
   streaming?: StreamingBackend;
   /** The pods this node runs (from the agent's pod informer). */
@@ -244,7 +246,7 @@ export async function startKubeletServer(o: KubeletServerOptions): Promise<Kubel
         return;
       case 'stats':
         if (path !== '/stats/summary') break;
-        sendJson(res, 200, await readSummary(o.nodeName, o.runtime, startTime));
+        sendJson(res, 200, await readSummary(o.nodeName, o.runtime, startTime, { ...(o.rootDir !== undefined ? { rootDir: o.rootDir } : {}), pods: o.pods }));
         return;
       case 'run':
         await run(req, res, path, q);

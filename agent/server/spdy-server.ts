@@ -14,7 +14,10 @@
  * - Transport-agnostic: bytes come in through `receive` and go out through
  *   the `send` callback, so the same session runs on an upgraded socket
  *   (SPDY/3.1) and inside WebSocket messages (the port-forward tunnel).
- * - No WINDOW_UPDATE (spdystream does no flow control; see spdy.ts).
+ * - No WINDOW_UPDATE (spdystream does no flow control; see spdy.ts). Back-pressure
+ *   is the transport's: `send` returns false once its buffer is over the
+ *   high-water mark, and `write` passes that on, so the caller pauses its
+ *   source until the transport drains (direct-streaming.ts).
  * - `spdyDictionary`, `decodeHeaderBlock`, `encodeSynReply` are pure.
  */
 import { constants, createDeflate, createInflate, type Deflate, type Inflate } from 'node:zlib';
@@ -120,7 +123,8 @@ export class SpdyServer {
   private readonly open = new Set<number>();
 
   constructor(
-    private readonly send: (bytes: Buffer) => void,
+    /** Sends bytes to the client; returns false when its buffer is full (any other value: go on). */
+    private readonly send: (bytes: Buffer) => unknown,
     private readonly handlers: SpdyServerHandlers,
   ) {
     this.inflate.on('error', () => undefined);
@@ -169,10 +173,12 @@ export class SpdyServer {
     }
   }
 
-  /** DATA on a stream, split into frames of at most 64 KiB. */
-  write(streamId: number, data: Buffer): void {
-    if (this.broken || !this.open.has(streamId)) return;
-    for (let at = 0; at < data.length; at += 65536) this.send(encodeData(streamId, data.subarray(at, at + 65536)));
+  /** DATA on a stream, split into frames of at most 64 KiB; false when the transport asks the caller to wait for its drain. */
+  write(streamId: number, data: Buffer): boolean {
+    if (this.broken || !this.open.has(streamId)) return true;
+    let more = true;
+    for (let at = 0; at < data.length; at += 65536) if (this.send(encodeData(streamId, data.subarray(at, at + 65536))) === false) more = false;
+    return more;
   }
 
   /** Half-closes our side of a stream. */

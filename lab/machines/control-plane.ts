@@ -5,9 +5,14 @@
  * and makes its outgoing connections (to kubelets) from there. The lab
  * controllers (scheduler, endpointslice, node-ipam, replicaset, deployment,
  * garbage collector) run in the same process, as clients of the lab URL.
+ * Static bearer tokens (`tokens.csv`, the apiserver's --token-file) for two
+ * lab users, made once per data dir: `lab-admin` (system:masters) and
+ * `lab-viewer` (authenticated, no other rights): what tests use to check
+ * token authentication through a TokenReview (e.g. the kubelet API).
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { KnodeError } from '../../lib/errors.js';
@@ -28,7 +33,35 @@ export const controlPlanePaths = {
   hostUrl: `https://127.0.0.1:${apiserverPort}`,
   labUrl: `https://${underlay.bridgeAddress}:${apiserverPort}`,
   nodeKubeconfig: (node: string): string => join(labDataDir, 'apiserver', 'nodes', `${node}.kubeconfig`),
+  tokenFile: join(labDataDir, 'apiserver', 'tokens.csv'),
 } as const;
+
+/** The lab's static token users: name → groups. */
+export const labTokenUsers = { 'lab-admin': ['system:masters'], 'lab-viewer': ['lab:viewers'] } as const;
+export type LabTokenUser = keyof typeof labTokenUsers;
+
+/** The token file's text (upstream's CSV: token,user,uid,"groups"). Pure. */
+export function renderTokenFile(tokens: Readonly<Record<LabTokenUser, string>>): string {
+  const lines = (Object.keys(labTokenUsers) as LabTokenUser[]).map((user) => `${tokens[user]},${user},${user},"${labTokenUsers[user].join(',')}"`);
+  return `# knode lab static tokens (apiserver --token-file)\n${lines.join('\n')}\n`;
+}
+
+/** The lab users' tokens, read from the token file. */
+export async function readLabTokens(): Promise<Record<LabTokenUser, string>> {
+  const text = await readFile(controlPlanePaths.tokenFile, 'utf8');
+  const found = new Map(text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).map((l) => [l.split(',')[1] ?? '', l.split(',')[0] ?? '']));
+  const admin = found.get('lab-admin');
+  const viewer = found.get('lab-viewer');
+  if (!admin || !viewer) throw new KnodeError('LAB_TOKENS_MISSING', `${controlPlanePaths.tokenFile} lacks lab-admin or lab-viewer`);
+  return { 'lab-admin': admin, 'lab-viewer': viewer };
+}
+
+/** Writes the token file with fresh random tokens unless it exists (mode 0600). */
+async function ensureLabTokens(): Promise<void> {
+  if (existsSync(controlPlanePaths.tokenFile)) return;
+  const token = (): string => randomBytes(24).toString('base64url');
+  await writeFile(controlPlanePaths.tokenFile, renderTokenFile({ 'lab-admin': token(), 'lab-viewer': token() }), { mode: 0o600 });
+}
 
 /** The apiserver's command line. Pure. */
 export function apiserverArgs(nodes: readonly LabNode[]): string[] {
@@ -43,6 +76,7 @@ export function apiserverArgs(nodes: readonly LabNode[]): string[] {
     '--egress-netns', underlayPath,
     '--node-server', controlPlanePaths.labUrl,
     '--controllers',
+    '--token-file', controlPlanePaths.tokenFile,
     ...nodes.flatMap((n) => ['--node', n.name]),
   ];
 }
@@ -72,6 +106,7 @@ export async function ensureControlPlane(nodes: readonly LabNode[]): Promise<{ p
   if (running !== undefined && (await ready()) && existsSync(controlPlanePaths.adminKubeconfig)) return { pid: running, started: false };
   await mkdir(labRunDir, { recursive: true });
   await mkdir(controlPlanePaths.dataDir, { recursive: true, mode: 0o700 });
+  await ensureLabTokens();
   const daemon = await spawnDaemon({
     file: process.execPath,
     args: apiserverArgs(nodes),

@@ -5,8 +5,10 @@
 // over SPDY),
 // exec over WebSocket v5 by hand (the exit Status on channel 3, a TTY), a killed
 // exec client, attach to a running container's output and to its stdin,
-// port-forward over the WebSocket tunnel and over plain SPDY — and the agent
-// stays up and keeps serving throughout.
+// port-forward over the WebSocket tunnel and over plain SPDY, /stats/summary
+// (for a pod writing into an emptyDir and its rootfs and getting traffic: node
+// fs/imageFs/network, pod network, volume, rootfs, logs, ephemeral-storage,
+// all real and non-zero) — and the agent stays up and keeps serving throughout.
 import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +19,9 @@ import { agentPaths } from '../../lab/machines/agent.js';
 import { labNode } from '../../lab/machines/layout.js';
 import { lab, until } from '../helpers/lab.js';
 import { httpGet, kubectlWith as kubectl, spawnKubectl, wsExec } from '../helpers/kubectl-streams.js';
+import { settledStatsChecks, statsPod, statsPodName, type Summary } from '../helpers/kubelet-stats.js';
+import { controlPlanePaths } from '../../lab/machines/control-plane.js';
+import { ensureClientCert, type Pki } from '../../lab/apiserver/pki.js';
 
 const node = labNode(1);
 
@@ -32,6 +37,18 @@ async function running(name: string): Promise<V1Pod> {
 async function agentHealthy(): Promise<boolean> {
   const r = await lab(['exec', node.name, '--', 'curl', '-sS', '--max-time', '5', 'http://127.0.0.1:10248/healthz'], 15_000);
   return r.stdout === 'ok';
+}
+
+const pkiDir = join(controlPlanePaths.dataDir, 'pki');
+
+/** GET on the node's kubelet API from inside its netns with a lab-CA client certificate. */
+async function kubeletGet(path: string): Promise<{ code: number; body: string }> {
+  const ca = { certFile: join(pkiDir, 'ca.crt'), keyFile: join(pkiDir, 'ca.key'), cert: readFileSync(join(pkiDir, 'ca.crt'), 'utf8'), key: readFileSync(join(pkiDir, 'ca.key'), 'utf8') };
+  const pki: Pki = { dir: pkiDir, ca, serving: ca };
+  const admin = await ensureClientCert(pki, 'admin', 'admin', ['system:masters']);
+  const r = await lab(['exec', node.name, '--', 'curl', '-sS', '--max-time', '20', '--cacert', controlPlanePaths.caCert, '--cert', admin.certFile, '--key', admin.keyFile, '-o', '-', '-w', '\n%{http_code}', `https://${node.address}:10250${path}`], 30_000);
+  const nl = r.stdout.lastIndexOf('\n');
+  return { code: Number(r.stdout.slice(nl + 1)), body: r.stdout.slice(0, nl) };
 }
 
 const agentPid = (): number => Number(readFileSync(agentPaths(node).pidFile, 'utf8').trim());
@@ -60,7 +77,10 @@ t.test('kubectl exec / attach / port-forward on the Docker runtime', async (t) =
     const r = await kubectl(['create', '--validate=false', '-f', '-'], { input: JSON.stringify(spec) });
     t.equal(r.code, 0, `pod ${m.name} created`, { stderr: r.stderr });
   }
+  const created = await kubectl(['create', '--validate=false', '-f', '-'], { input: JSON.stringify(statsPod()) });
+  t.equal(created.code, 0, 'pod stats created', { stderr: created.stderr });
   for (const m of manifests) await running(m.name);
+  await running(statsPodName);
   const pid = agentPid();
 
   await t.test('kubectl exec', async (t) => {
@@ -154,6 +174,19 @@ t.test('kubectl exec / attach / port-forward on the Docker runtime', async (t) =
     closed.child.kill('SIGINT');
     await closed.exited;
     t.ok(await agentHealthy());
+  });
+
+  await t.test('/stats/summary: fs, imageFs, network, emptyDir volume, rootfs, logs, ephemeral-storage', async (t) => {
+    const web = await running('web');
+    const get = await kubectl(['exec', statsPodName, '--', 'wget', '-q', '-O', '/dev/null', `http://${web.status?.podIP ?? ''}:8080/`]);
+    t.equal(get.code, 0, 'the stats pod fetched a page from the web pod', { stderr: get.stderr });
+    const checks = await settledStatsChecks(async () => {
+      const r = await kubeletGet('/stats/summary');
+      if (r.code !== 200) throw new Error(`HTTP ${r.code}`);
+      return JSON.parse(r.body) as Summary;
+    });
+    for (const c of checks) t.ok(c.ok, c.what, { got: c.got });
+    t.ok(checks.length > 0, 'the Summary was read');
   });
 
   t.equal(agentPid(), pid, 'the same agent process served everything');

@@ -2,16 +2,20 @@
 // lock): a one-node lab; the kubelet API itself (inside the node's network
 // namespace, with curl): no credentials → 401, a lab-CA client certificate of
 // a user without nodes/proxy → 403, the admin certificate → 200 (the serving
-// certificate verifies against the lab CA), /metrics and /stats/summary, a
+// certificate verifies against the lab CA); bearer tokens checked through a
+// real TokenReview on the lab apiserver (its static lab tokens): an unknown
+// token → 401, lab-viewer's → 403 and its exec never runs, lab-admin's → 200
+// with /pods, /containerLogs, /run working; /metrics and /stats/summary (CPU,
+// memory, and for a pod writing into an emptyDir and its rootfs and getting
+// traffic: node fs/imageFs/network, pod network, volume, rootfs, logs,
+// ephemeral-storage, all real and non-zero), a
 // malformed exec → 400; through the lab apiserver with kubectl: logs (tail,
 // timestamps, -f, -f across a log rotation, -f ending with the container,
 // --previous after a restart),
-// a ~10 MB log (whole, tail, limit-bytes), exec (stdout, stderr, exit code,
+// a ~50 MB log (whole, tail, limit-bytes; the agent's RSS stays bounded), exec (stdout, stderr, exit code,
 // stdin with its end), a killed exec client, exec over WebSocket v5 and v4,
 // port-forward over the WebSocket tunnel — and the agent
-// stays up and keeps serving throughout. (Tokens through TokenReview are
-// covered by test/integration/kubelet-server-auth.test.ts: the lab has no
-// static tokens.)
+// stays up and keeps serving throughout.
 import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
@@ -19,7 +23,7 @@ import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { execFile, type ExecResult } from '../../lib/exec.js';
 import { repoRoot } from '../../lab/paths.js';
-import { controlPlanePaths } from '../../lab/machines/control-plane.js';
+import { controlPlanePaths, readLabTokens } from '../../lab/machines/control-plane.js';
 import { agentPaths } from '../../lab/machines/agent.js';
 import { labNode } from '../../lab/machines/layout.js';
 import { containerdPaths } from '../../lab/machines/containerd.js';
@@ -27,6 +31,7 @@ import { createCriRuntime } from '../../agent/runtime/cri/client.js';
 import { ensureClientCert, type CertPair, type Pki } from '../../lab/apiserver/pki.js';
 import { httpGet, spawnKubectl, wsExec } from '../helpers/kubectl-streams.js';
 import { until } from '../helpers/poll.js';
+import { settledStatsChecks, statsPod, statsPodName, type Summary } from '../helpers/kubelet-stats.js';
 
 const labScript = join(repoRoot, 'scripts/lab');
 const node = labNode(1);
@@ -65,6 +70,12 @@ async function curl(path: string, o: { cert?: CertPair; method?: string; headers
   return { code: Number(r.stdout.slice(nl + 1)), body: r.stdout.slice(0, nl) };
 }
 
+/** The lab CA, to issue client certificates with. */
+function labPki(): Pki {
+  const ca = { certFile: join(pkiDir, 'ca.crt'), keyFile: join(pkiDir, 'ca.key'), cert: readFileSync(join(pkiDir, 'ca.crt'), 'utf8'), key: readFileSync(join(pkiDir, 'ca.key'), 'utf8') };
+  return { dir: pkiDir, ca, serving: ca };
+}
+
 async function agentHealthy(): Promise<boolean> {
   const r = await lab(['exec', node.name, '--', 'curl', '-sS', '--max-time', '5', 'http://127.0.0.1:10248/healthz'], 15_000);
   return r.stdout === 'ok';
@@ -74,10 +85,14 @@ function agentPid(): number {
   return Number(readFileSync(agentPaths(node).pidFile, 'utf8').trim());
 }
 
+function agentRssMB(): number {
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${agentPid()}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+}
+
 const manifests = [
   { name: 'logger', command: ['sh', '-c', 'i=0; while true; do echo "line $i"; echo "err $i" >&2; i=$((i+1)); sleep 0.3; done'] },
   { name: 'crasher', command: ['sh', '-c', 'echo "run-$(date +%s)-$RANDOM"; sleep 4; exit 1'] },
-  { name: 'big', command: ['sh', '-c', 'yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -n 100000; echo END; sleep 3600'] },
+  { name: 'big', command: ['sh', '-c', 'yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -n 500000; echo END; sleep 3600'] },
   { name: 'web' },
 ];
 
@@ -98,12 +113,15 @@ t.test('kubelet server in the lab', async (t) => {
     const r = await kubectl(['create', '--validate=false', '-f', '-'], JSON.stringify(spec));
     t.equal(r.code, 0, `pod ${m.name} created`, { stderr: r.stderr });
   }
+  const created = await kubectl(['create', '--validate=false', '-f', '-'], JSON.stringify(statsPod()));
+  t.equal(created.code, 0, 'pod stats created', { stderr: created.stderr });
   for (const m of manifests) await running(m.name);
+  await running(statsPodName);
+  const podNames = [...manifests.map((m) => m.name), statsPodName].sort();
   const pid = agentPid();
 
   await t.test('kubelet API: 401 / 403 / 200 and the lab-CA serving certificate', async (t) => {
-    const ca = { certFile: join(pkiDir, 'ca.crt'), keyFile: join(pkiDir, 'ca.key'), cert: readFileSync(join(pkiDir, 'ca.crt'), 'utf8'), key: readFileSync(join(pkiDir, 'ca.key'), 'utf8') };
-    const pki: Pki = { dir: pkiDir, ca, serving: ca };
+    const pki = labPki();
     const viewer = await ensureClientCert(pki, 'kserver-test-viewer', 'kserver-viewer', ['viewers']);
     const admin = await ensureClientCert(pki, 'admin', 'admin', ['system:masters']);
     const anon = await curl('/pods');
@@ -116,7 +134,7 @@ t.test('kubelet server in the lab', async (t) => {
     const ok = await curl('/pods', { cert: admin });
     t.equal(ok.code, 200, 'admin: 200 (curl verified the kubelet certificate against the lab CA)');
     const names = (JSON.parse(ok.body) as { items: V1Pod[] }).items.map((p) => p.metadata?.name).sort();
-    t.same(names, manifests.map((m) => m.name).sort(), '/pods lists the node\'s pods');
+    t.same(names, podNames, '/pods lists the node\'s pods');
     const metrics = await curl('/metrics', { cert: admin });
     t.equal(metrics.code, 200);
     t.match(metrics.body, /kubelet_running_pods \d+/);
@@ -134,6 +152,45 @@ t.test('kubelet server in the lab', async (t) => {
     t.match(bad.body, /at least 1 command/);
     t.equal((await curl('/exec/default/logger/nope?command=true&output=1', { cert: admin, method: 'POST', headers: ['Connection: Upgrade', 'Upgrade: SPDY/3.1'] })).code, 404, 'exec in an unknown container: 404');
     t.equal((await curl('/run/default/logger/logger?cmd=echo%20ran', { cert: admin, method: 'POST' })).body, 'ran\n', '/run');
+    t.ok(await agentHealthy(), 'agent healthy');
+  });
+
+  await t.test('/stats/summary: fs, imageFs, network, emptyDir volume, rootfs, logs, ephemeral-storage', async (t) => {
+    const webIp = (await pod('web')).status?.podIP ?? '';
+    const get = await kubectl(['exec', statsPodName, '--', 'wget', '-q', '-O', '/dev/null', `http://${webIp}:8080/`]);
+    t.equal(get.code, 0, 'the stats pod fetched a page from the web pod', { stderr: get.stderr });
+    const admin = await ensureClientCert(labPki(), 'admin', 'admin', ['system:masters']);
+    const checks = await settledStatsChecks(async () => {
+      const r = await curl('/stats/summary', { cert: admin });
+      if (r.code !== 200) throw new Error(`HTTP ${r.code}`);
+      return JSON.parse(r.body) as Summary;
+    });
+    for (const c of checks) t.ok(c.ok, c.what, { got: c.got });
+    t.ok(checks.length > 0, 'the Summary was read');
+  });
+
+  await t.test('kubelet API with bearer tokens: a real TokenReview on the lab apiserver', async (t) => {
+    const tokens = await readLabTokens();
+    const bearer = (token: string): string[] => [`Authorization: Bearer ${token}`];
+    const upgrade = ['Connection: Upgrade', 'Upgrade: SPDY/3.1', 'X-Stream-Protocol-Version: v4.channel.k8s.io'];
+    t.equal((await curl('/pods', { headers: bearer('not-a-lab-token') })).code, 401, 'an unknown token: 401');
+    const denied = await curl('/pods', { headers: bearer(tokens['lab-viewer']) });
+    t.equal(denied.code, 403, 'lab-viewer (authenticated, no nodes/proxy): 403');
+    t.match(denied.body, /user=lab-viewer, verb=get, resource=nodes, subresource=proxy/);
+    const marker = `/tmp/token-exec-${process.pid}`;
+    const exec = await curl(`/exec/default/logger/logger?command=touch&command=${encodeURIComponent(marker)}&output=1`, { method: 'POST', headers: [...bearer(tokens['lab-viewer']), ...upgrade] });
+    t.equal(exec.code, 403, 'lab-viewer\'s exec upgrade: 403');
+    t.equal((await curl(`/run/default/logger/logger?cmd=touch%20${encodeURIComponent(marker)}`, { method: 'POST', headers: bearer(tokens['lab-viewer']) })).code, 403, 'lab-viewer\'s /run: 403');
+    t.equal((await curl('/containerLogs/default/logger/logger?tailLines=1', { headers: bearer(tokens['lab-viewer']) })).code, 403, 'lab-viewer\'s logs (nodes/log): 403');
+    const ok = await curl('/pods', { headers: bearer(tokens['lab-admin']) });
+    t.equal(ok.code, 200, 'lab-admin (system:masters): 200');
+    t.same((JSON.parse(ok.body) as { items: V1Pod[] }).items.map((p) => p.metadata?.name).sort(), podNames);
+    const logs = await curl('/containerLogs/default/logger/logger?tailLines=2', { headers: bearer(tokens['lab-admin']) });
+    t.equal(logs.code, 200, 'lab-admin\'s logs: 200');
+    t.match(logs.body, /^(line|err) \d+\n(line|err) \d+\n?$/);
+    t.equal((await curl('/run/default/logger/logger?cmd=echo%20by-token', { method: 'POST', headers: bearer(tokens['lab-admin']) })).body, 'by-token\n', 'lab-admin\'s /run: the command ran');
+    const gone = await kubectl(['exec', 'logger', '--', 'sh', '-c', `test -e ${marker} && echo present || echo absent`]);
+    t.equal(gone.stdout, 'absent\n', 'lab-viewer\'s exec and /run never ran (no marker file in the container)');
     t.ok(await agentHealthy(), 'agent healthy');
   });
 
@@ -194,11 +251,14 @@ t.test('kubelet server in the lab', async (t) => {
     t.match(ends.out(), /run-\d+-\d+/);
   });
 
-  await t.test('a ~10 MB log', async (t) => {
-    await until('big wrote its log', async () => ((await kubectl(['logs', 'big', '--tail=1'])).stdout === 'END\n' ? true : undefined), 60_000);
-    const whole = await kubectl(['logs', 'big'], undefined, 120_000);
+  await t.test('a ~50 MB log', async (t) => {
+    await until('big wrote its log', async () => ((await kubectl(['logs', 'big', '--tail=1'])).stdout === 'END\n' ? true : undefined), 120_000);
+    const rssBefore = agentRssMB();
+    const whole = await kubectl(['logs', 'big'], undefined, 240_000);
+    const rssAfter = agentRssMB();
     t.equal(whole.code, 0);
-    t.equal(whole.stdout.length, 100_000 * 101 + 4, 'every byte of the 10 MB log');
+    t.equal(whole.stdout.length, 500_000 * 101 + 4, 'every byte of the 50 MB log');
+    t.ok(rssAfter - rssBefore < 64, `the agent's RSS stayed bounded while serving it (${rssBefore.toFixed(0)} → ${rssAfter.toFixed(0)} MB)`);
     t.ok(whole.stdout.endsWith('0123456789\nEND\n'));
     t.equal((await kubectl(['logs', 'big', '--limit-bytes=15'])).stdout, '012345678901234', '--limit-bytes');
     t.equal((await kubectl(['logs', 'big', '--tail=2'])).stdout.split('\n')[1], 'END');

@@ -487,7 +487,8 @@ export class DockerRuntime implements Runtime {
   }
 
   async containerStats(containerId: string, options?: CallOptions): Promise<ContainerStats> {
-    const info = await this.inspect(containerId, options);
+    // size=1: SizeRw, the writable layer's size (the CRI's writableLayer; docker has no inode count for it).
+    const info: Docker.ContainerInspectInfo & { SizeRw?: number } = await this.call(`inspect ${containerId}`, () => this.docker.getContainer(containerId).inspect({ size: true } as Docker.ContainerInspectOptions & { size: boolean }), options);
     const s = await this.call(`stats ${containerId}`, () => this.docker.getContainer(containerId).stats({ stream: false }), options);
     const now = BigInt(Date.now()) * 1_000_000n;
     const { labels, annotations } = fromDockerLabels(info.Config.Labels);
@@ -504,7 +505,7 @@ export class DockerRuntime implements Runtime {
         usage === undefined
           ? undefined
           : { timestamp: now, workingSetBytes: Math.max(0, usage - inactive), availableBytes: undefined, usageBytes: usage, rssBytes: undefined, pageFaults: undefined, majorPageFaults: undefined },
-      writableLayer: undefined,
+      writableLayer: info.SizeRw === undefined ? undefined : { timestamp: now, mountpoint: '', usedBytes: info.SizeRw, inodesUsed: undefined },
     };
   }
 
