@@ -41,6 +41,7 @@ import { podDescription, podKey, podReference } from './types.js';
 import { renderEtcHosts, wantsManagedEtcHosts } from './etc-hosts.js';
 import { kubeletVersion } from '../node/render.js';
 import { directDialer, type Dialer } from './probes/dial.js';
+import { runHttpProbe } from './probes/http.js';
 import { PodProbes } from './probes/manager.js';
 import { probeKillGracePeriod, probeUserAgent } from './probes/spec.js';
 import { terminationLogMount } from './termination-message.js';
@@ -137,6 +138,9 @@ function fieldPath(pod: V1Pod, name: string): string {
   const init = (pod.spec?.initContainers ?? []).some((c) => c.name === name);
   return init ? `spec.initContainers{${name}}` : `spec.containers{${name}}`;
 }
+
+/** How long a postStart hook may run (upstream has no bound; this keeps a stuck hook from holding the pod's worker forever). */
+const POST_START_TIMEOUT_SECONDS = 120;
 
 /** One pod's worker. */
 export class PodWorker {
@@ -394,6 +398,20 @@ export class PodWorker {
         throw new StartError('RunContainerError', errorMessage(err), { cause: err });
       }
       event('Normal', 'Started', `Started container ${name}`);
+      const postStart = spec.lifecycle?.postStart;
+      if (postStart !== undefined) {
+        // upstream: the hook runs right after the start; when it fails, the container is killed
+        // (preStop and grace as any kill) and restarted per restartPolicy. The event carries no
+        // detail (it could leak what the hook printed); the waiting reason does.
+        try {
+          await this.runHook(id, postStart, POST_START_TIMEOUT_SECONDS, ctx.podIPs, name);
+        } catch (err) {
+          event('Warning', 'FailedPostStartHook', 'PostStartHook failed');
+          event('Normal', 'Killing', 'FailedPostStartHook');
+          await this.stopContainer(id, spec, gracePeriod(pod), ctx.podIPs);
+          throw new StartError('PostStartHookError', errorMessage(err), { cause: err });
+        }
+      }
       this.reasons.delete(name);
       this.lastBackOffEvent.delete(name);
       return true;
@@ -443,10 +461,10 @@ export class PodWorker {
       const port = typeof g.port === 'number' ? g.port : this.namedPort(name, String(g.port));
       const scheme = (g.scheme ?? 'HTTP').toLowerCase();
       const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}${g.path ?? '/'}`;
-      const headers = Object.fromEntries((g.httpHeaders ?? []).map((h) => [h.name, h.value]));
-      const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutSeconds * 1000) });
-      await res.arrayBuffer();
-      if (res.status < 200 || res.status >= 400) throw new Error(`HTTP lifecycle hook (${g.path ?? '/'}) for Container "${name}" in Pod "${podKey(this.pod)}" failed - error: status ${res.status}`);
+      const headers: [string, string][] = (g.httpHeaders ?? []).map((h) => [h.name, h.value]);
+      // The probes' HTTP client and dialer: the same reach into the pod network, redirects and timeout.
+      const outcome = await runHttpProbe(this.o.probeDialer ?? directDialer, { url: new URL(url), headers }, timeoutSeconds * 1000);
+      if (outcome.result === 'failure') throw new Error(`HTTP lifecycle hook (${g.path ?? '/'}) for Container "${name}" in Pod "${podKey(this.pod)}" failed - error: ${outcome.output}`);
       return;
     }
     if (handler.sleep !== undefined) {

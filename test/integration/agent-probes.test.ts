@@ -236,6 +236,32 @@ function registerTests(cri: CriRuntime): void {
     t.equal(await w.workers.terminatePod(pod, 1), true);
   });
 
+  t.test('lifecycle hooks: postStart exec runs; a failing postStart httpGet kills the container; a failing preStop httpGet is reported', async (t) => {
+    const ok = newPod('hooks-ok', {
+      containers: [app({ lifecycle: { postStart: { exec: { command: ['sh', '-c', 'echo started > /tmp/poststart'] } }, preStop: { httpGet: { path: '/missing', port: 'http' } } } })],
+    });
+    w.workers.updatePod(ok);
+    const running = await waitStatus(w, ok.metadata!.uid!, 'hooks-ok Running', (s) => s.phase === 'Running' && cs(s, 'app')?.state?.running !== undefined);
+    await sh(containerId(running, 'app'), 'test "$(cat /tmp/poststart)" = started');
+    t.pass('postStart exec ran in the container');
+    t.same(eventsOf(w, ok, 'FailedPostStartHook'), [], 'no FailedPostStartHook');
+    t.equal(await w.workers.terminatePod(ok, 5), true);
+    const preStop = eventsOf(w, ok, 'FailedPreStopHook').map((e) => e.message);
+    t.equal(preStop.length, 1, 'one FailedPreStopHook event');
+    t.match(preStop[0], /^PreStopHook failed: HTTP lifecycle hook \(\/missing\) for Container "app" in Pod "[^"]+" failed - error: HTTP probe failed with statuscode: 404$/, 'the GET reached httpd in the pod (404)');
+
+    const bad = newPod('hooks-bad', {
+      restartPolicy: 'Never',
+      containers: [app({ lifecycle: { postStart: { httpGet: { path: '/nope', port: 8080 } } } })],
+    });
+    w.workers.updatePod(bad);
+    const failed = await waitStatus(w, bad.metadata!.uid!, 'hooks-bad Failed', (s) => s.phase === 'Failed', 40_000);
+    t.ok(cs(failed, 'app')?.state?.terminated !== undefined, 'the container was killed');
+    t.same(eventsOf(w, bad, 'FailedPostStartHook').map((e) => e.message), ['PostStartHook failed'], 'FailedPostStartHook, without the hook\'s output');
+    t.ok(eventsOf(w, bad, 'Killing').length >= 1, 'Killing event');
+    t.equal(await w.workers.terminatePod(bad, 1), true);
+  });
+
   t.test('graceful delete: preStop runs first, TERM then KILL at the end of the deletion grace period', async (t) => {
     const hooks = join(tmp, 'grace-hooks');
     const pod = newPod('grace', {
