@@ -231,6 +231,8 @@ function names(list: string[]): string {
 
 function readyConditions(pod: V1Pod, initStatuses: V1ContainerStatus[], statuses: V1ContainerStatus[], phase: string): [V1PodCondition, V1PodCondition] {
   if (phase === 'Succeeded') return [condition('ContainersReady', false, 'PodCompleted'), condition('Ready', false, 'PodCompleted')];
+  // upstream (GenerateContainersReadyCondition): a Failed pod is not ready, whatever its containers still report.
+  if (phase === 'Failed') return [condition('ContainersReady', false, 'PodFailed'), condition('Ready', false, 'PodFailed')];
   const unknown: string[] = [];
   const unready: string[] = [];
   // The sidecars first (upstream GenerateContainersReadyCondition), then the regular containers.

@@ -95,6 +95,11 @@ t.test('initializing: PodInitializing, ContainersNotInitialized', async (t) => {
 t.test('init failed: Never → Failed; Always → Pending with lastState', async (t) => {
   const failed = status(pod({ inits: ['i1'], restartPolicy: 'Never' }), st([ctr('i1', 'exited', { exitCode: 3 })]));
   t.equal(failed.phase, 'Failed');
+  t.same(
+    (failed.conditions ?? []).filter((c) => c.type === 'ContainersReady' || c.type === 'Ready').map((c) => `${c.type}=${c.status}/${c.reason}`),
+    ['ContainersReady=False/PodFailed', 'Ready=False/PodFailed'],
+    'a Failed pod: ContainersReady and Ready False with reason PodFailed (upstream)',
+  );
   const reasons = new Map<string, WaitingReason>([['i1', { reason: 'CrashLoopBackOff', message: 'back-off 10s ...' }]]);
   const looping = status(pod({ inits: ['i1'] }), st([ctr('i1', 'exited', { exitCode: 3, restartCount: 1 })]), { reasons });
   t.equal(looping.phase, 'Pending');
