@@ -73,10 +73,18 @@ function none(v: string | undefined): string {
 function podStatus(o: KubeObject): { ready: string; status: string; restarts: number } {
   const status = getMap(o, 'status');
   const spec = getMap(o, 'spec');
-  const total = (getArray(spec, 'containers') ?? []).length;
+  // Sidecars (init containers with restartPolicy Always) count as containers of the pod, as kubectl's printer does.
+  const sidecars = new Set(
+    (getArray(spec, 'initContainers') ?? []).filter((c) => getString(c, 'restartPolicy') === 'Always').map((c) => getString(c, 'name') ?? ''),
+  );
+  const total = (getArray(spec, 'containers') ?? []).length + sidecars.size;
   let reason = getString(status, 'reason') ?? getString(status, 'phase') ?? 'Unknown';
   let ready = 0;
   let restarts = 0;
+  for (const cs of getArray(status, 'initContainerStatuses') ?? []) {
+    restarts += getNumber(cs, 'restartCount') ?? 0;
+    if (isObject(cs) && sidecars.has(getString(cs, 'name') ?? '') && cs.started === true && cs.ready === true) ready++;
+  }
   for (const cs of getArray(status, 'containerStatuses') ?? []) {
     restarts += getNumber(cs, 'restartCount') ?? 0;
     const state = getMap(cs, 'state');

@@ -83,6 +83,21 @@ t.test('tables', async (t) => {
   ], {}) as { columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] };
   t.same(table.columnDefinitions.map((c) => c.name).slice(0, 7), ['Name', 'Ready', 'Status', 'Restarts', 'Age', 'IP', 'Node']);
   t.match(table.rows[0]!.cells, ['p', '1/1', 'Running', '2', /s$/, '10.244.1.5', 'n1']);
+  const withSidecar = toTable(pods, [
+    {
+      metadata: { name: 'q', creationTimestamp: new Date().toISOString() },
+      spec: { initContainers: [{ name: 'side', restartPolicy: 'Always' }, { name: 'init' }], containers: [{ name: 'a' }], nodeName: 'n1' },
+      status: {
+        phase: 'Running',
+        initContainerStatuses: [
+          { name: 'side', ready: true, started: true, restartCount: 1, state: { running: {} } },
+          { name: 'init', ready: false, restartCount: 0, state: { terminated: { exitCode: 0, reason: 'Completed' } } },
+        ],
+        containerStatuses: [{ name: 'a', ready: true, restartCount: 0, state: { running: {} } }],
+      },
+    },
+  ], {}) as { rows: { cells: unknown[] }[] };
+  t.match(withSidecar.rows[0]!.cells, ['q', '2/2', 'Running', '1'], 'a sidecar counts as a container of the pod (kubectl printer)');
 });
 
 t.test('token file and authorization rules', async (t) => {
