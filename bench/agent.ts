@@ -282,12 +282,12 @@ async function benchOn(kind: RuntimeKind, n: number, rounds: number, nodeOptions
           const b = await agentBatch(kube, cri, `bench-${r}-`, n);
           got.agent = b.latencies;
           at30 = { rssMB: Math.max(at30.rssMB, b.rssMB), hwmMB: Math.max(at30.hwmMB, b.hwmMB), anonMB: Math.max(at30.anonMB, b.anonMB) };
-          cpu.push(`round ${r + 1} agent: CPU until all Running: knode-agent ${b.agentCpu.toFixed(2)} s, containerd ${b.containerdCpu.toFixed(2)} s`);
+          cpu.push(`round ${r + 1} agent: CPU until all Running: knode-agent ${b.agentCpu.toFixed(2)} s, ${runtimeKind === 'docker' ? 'dockerd' : 'containerd'} ${b.containerdCpu.toFixed(2)} s`);
           rss.push(`round ${r + 1}: VmRSS ${b.rssMB.toFixed(1)} MB (RssAnon ${b.anonMB.toFixed(1)}) with ${n} pods Running, ${b.afterMB.toFixed(1)} MB once they are gone`);
         } else {
           const fb = await floorBatch(cri, `bench-floor-${r}-`, n, memoryCapacity);
           got.floor = fb.latencies;
-          cpu.push(`round ${r + 1} floor: CPU until all started: bench process ${fb.benchCpu.toFixed(2)} s, containerd ${fb.containerdCpu.toFixed(2)} s`);
+          cpu.push(`round ${r + 1} floor: CPU until all started: bench process ${fb.benchCpu.toFixed(2)} s, ${runtimeKind === 'docker' ? 'dockerd' : 'containerd'} ${fb.containerdCpu.toFixed(2)} s`);
           await until('the floor sandboxes removed', async () => ((await sandboxCount(cri!)) === 0 ? true : undefined), 60_000);
         }
         await new Promise((res) => setTimeout(res, 2000));
