@@ -4,8 +4,18 @@
  * filesystem, logs a line a second, and gets traffic; the Summary must show
  * real non-zero figures for it (network, volume, rootfs, logs,
  * ephemeral-storage) and for the node (fs, imageFs, network).
+ * `statsPodTest` is the integration variant (cri-stats, docker-stats): the pod made
+ * straight through a runtime, readSummary called in-process.
  */
+import t from 'tap';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
+import { volumeHostPath } from '../../agent/pods/volumes.js';
+import { readSummary } from '../../agent/server/stats.js';
+import type { PodSandboxConfig, Runtime } from '../../agent/runtime/types.js';
+import { imageRefs } from '../../lab/paths.js';
+import type { TestEnv } from './containerd.js';
 import { until } from './poll.js';
 
 export const statsPodName = 'stats';
@@ -87,4 +97,65 @@ export async function settledStatsChecks(fetchSummary: () => Promise<Summary>, t
     // the failing checks are reported by the caller
   }
   return last;
+}
+
+/**
+ * Runs the stats pod through `rt` as the agent would (its emptyDir under <tmp>/agent, bind-mounted),
+ * fetches a page from it inside the test namespace, and checks readSummary's figures (all but the
+ * node's network, which is the test process's own). The sandbox is removed at teardown.
+ */
+export async function statsPodTest(o: { env: TestEnv; rt: Runtime; runtimeName: string; cgroupParent: string; ipPattern: RegExp; settleMs: number }): Promise<void> {
+  const { env, rt } = o;
+  const rootDir = join(env.tmp, 'agent');
+  const uid = `uid-${env.rand}`;
+  const spec = statsPod();
+  const pod: V1Pod = { ...spec, metadata: { ...spec.metadata, namespace: 'default', uid } };
+  const scratch = volumeHostPath(rootDir, uid, pod.spec!.volumes![0]!)!;
+  await mkdir(scratch, { recursive: true });
+  const sandboxConfig: PodSandboxConfig = {
+    metadata: { name: statsPodName, namespace: 'default', uid, attempt: 0 },
+    hostname: statsPodName,
+    logDirectory: join(env.tmp, 'pod-logs'),
+    labels: { 'io.kubernetes.pod.uid': uid },
+    annotations: {},
+    linux: { cgroupParent: o.cgroupParent },
+  };
+  await mkdir(sandboxConfig.logDirectory!, { recursive: true });
+  const sandboxId = await rt.runPodSandbox(sandboxConfig);
+  t.teardown(() => rt.removePodSandbox(sandboxId));
+  const c = pod.spec!.containers[0]!;
+  const appId = await rt.createContainer(
+    sandboxId,
+    {
+      metadata: { name: c.name, attempt: 0 },
+      image: { image: imageRefs.app },
+      // The stats script, then the app's httpd in the background so the pod has something to fetch.
+      command: ['sh', '-c', `httpd -p 8080 -h /tmp; ${c.command![2]!}`],
+      mounts: [{ containerPath: '/scratch', hostPath: scratch }],
+      logPath: `${c.name}/0.log`,
+      labels: { 'io.kubernetes.pod.uid': uid, 'io.kubernetes.container.name': c.name },
+      annotations: {},
+    },
+    sandboxConfig,
+  );
+  await rt.startContainer(appId);
+
+  t.test(`readSummary on ${o.runtimeName}: fs, imageFs, pod network, emptyDir, rootfs, logs, ephemeral-storage`, async (t) => {
+    const ip = (await rt.podSandboxStatus(sandboxId)).status.network.ip;
+    t.match(ip, o.ipPattern, 'the pod has an IP on the test bridge');
+    let fetched = false;
+    for (let i = 0; i < 100 && !fetched; i++) {
+      const r = await env.inNetns('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', `http://${ip}:8080/`], { allowFailure: true });
+      fetched = r.stdout !== '000' && r.stdout !== '';
+      if (!fetched) await new Promise((r) => setTimeout(r, 200));
+    }
+    t.ok(fetched, 'HTTP to the pod from the test namespace (traffic on its eth0)');
+    const checks = await settledStatsChecks(async () => (await readSummary('n1', rt, new Date(), { rootDir, pods: () => [pod] })) as Summary, o.settleMs);
+    for (const ch of checks) {
+      // The node's own network is the test process's (the root namespace's), not a lab node's: not checked here.
+      if (ch.what.startsWith('node network')) continue;
+      t.ok(ch.ok, ch.what, { got: ch.got });
+    }
+    t.ok(checks.length > 0, 'the Summary was read');
+  });
 }

@@ -15,29 +15,19 @@
  * the namespace and the temp dir.
  */
 import t from 'tap';
-import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { V1Pod } from '@kubernetes/client-node';
 import { createCriRuntime } from '../../agent/runtime/cri/client.js';
-import type { PodSandboxConfig } from '../../agent/runtime/types.js';
-import { volumeHostPath } from '../../agent/pods/volumes.js';
-import { readSummary } from '../../agent/server/stats.js';
 import { createLogger } from '../../lib/log.js';
-import { imageArchive, imageRefs } from '../../lab/paths.js';
 import { createTestEnv, startContainerd } from '../helpers/containerd.js';
-import { settledStatsChecks, statsPod, statsPodName, type Summary } from '../helpers/kubelet-stats.js';
+import { statsPodTest } from '../helpers/kubelet-stats.js';
+import { requireLabImages } from '../helpers/lab-images.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
   process.exit(0);
 }
-for (const name of ['pause', 'app'] as const) {
-  if (!existsSync(imageArchive(name, 'oci'))) {
-    t.fail(`${imageArchive(name, 'oci')} missing: run scripts/setup (or knode-lab images build)`);
-    process.exit(1);
-  }
-}
+requireLabImages(['oci']);
 
 const env = await createTestEnv(t, 'cri-stats');
 const { rand, tmp } = env;
@@ -59,56 +49,4 @@ await containerd.importImages(['pause', 'app']);
 const rt = createCriRuntime({ endpoint: `unix://${containerd.socket}`, requestTimeoutMs: 60_000, logger: createLogger({ component: 'cri-stats-test', level: 'warn' }) });
 t.teardown(() => rt.close());
 
-// The pod as the agent would run it: the stats pod's spec, its emptyDir under <root-dir>.
-const rootDir = join(tmp, 'agent');
-const uid = `uid-${rand}`;
-const spec = statsPod();
-const pod: V1Pod = { ...spec, metadata: { ...spec.metadata, namespace: 'default', uid } };
-const scratch = volumeHostPath(rootDir, uid, pod.spec!.volumes![0]!)!;
-await mkdir(scratch, { recursive: true });
-const sandboxConfig: PodSandboxConfig = {
-  metadata: { name: statsPodName, namespace: 'default', uid, attempt: 0 },
-  hostname: statsPodName,
-  logDirectory: join(tmp, 'pod-logs'),
-  labels: { 'io.kubernetes.pod.uid': uid },
-  annotations: {},
-  linux: { cgroupParent },
-};
-await mkdir(sandboxConfig.logDirectory!, { recursive: true });
-const sandboxId = await rt.runPodSandbox(sandboxConfig);
-t.teardown(() => rt.removePodSandbox(sandboxId));
-const c = pod.spec!.containers[0]!;
-const appId = await rt.createContainer(
-  sandboxId,
-  {
-    metadata: { name: c.name, attempt: 0 },
-    image: { image: imageRefs.app },
-    // The stats script, then the app's httpd in the background so the pod has something to fetch.
-    command: ['sh', '-c', `httpd -p 8080 -h /tmp; ${c.command![2]!}`],
-    mounts: [{ containerPath: '/scratch', hostPath: scratch }],
-    logPath: `${c.name}/0.log`,
-    labels: { 'io.kubernetes.pod.uid': uid, 'io.kubernetes.container.name': c.name },
-    annotations: {},
-  },
-  sandboxConfig,
-);
-await rt.startContainer(appId);
-
-t.test('readSummary on containerd: fs, imageFs, pod network, emptyDir, rootfs, logs, ephemeral-storage', async (t) => {
-  const ip = (await rt.podSandboxStatus(sandboxId)).status.network.ip;
-  t.match(ip, /^10\.253\.3\.\d+$/, 'the pod has an IP on the test bridge');
-  let fetched = false;
-  for (let i = 0; i < 100 && !fetched; i++) {
-    const r = await env.inNetns('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', `http://${ip}:8080/`], { allowFailure: true });
-    fetched = r.stdout !== '000' && r.stdout !== '';
-    if (!fetched) await new Promise((r) => setTimeout(r, 200));
-  }
-  t.ok(fetched, 'HTTP to the pod from the test namespace (traffic on its eth0)');
-  const checks = await settledStatsChecks(async () => (await readSummary('n1', rt, new Date(), { rootDir, pods: () => [pod] })) as Summary, 90_000);
-  for (const ch of checks) {
-    // The node's own network is the test process's (the root namespace's), not a lab node's: not checked here.
-    if (ch.what.startsWith('node network')) continue;
-    t.ok(ch.ok, ch.what, { got: ch.got });
-  }
-  t.ok(checks.length > 0, 'the Summary was read');
-});
+await statsPodTest({ env, rt, runtimeName: 'containerd', cgroupParent, ipPattern: /^10\.253\.3\.\d+$/, settleMs: 90_000 });
