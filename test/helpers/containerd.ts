@@ -329,3 +329,22 @@ export async function startContainerd(env: TestEnv, options: { name?: string; cr
     },
   };
 }
+
+/**
+ * A conflist for the reference bridge + host-local in <tmp>/cni/net.d (bridge `kt-<rand>`,
+ * network `knode-t-<rand>`, the IPAM store under <tmp>), only ever run inside the test's
+ * namespace. Resolves to the conf dir.
+ */
+export async function writeBridgeConflist(env: TestEnv, subnet: string): Promise<string> {
+  const cniConfDir = join(env.tmp, 'cni', 'net.d');
+  await mkdir(cniConfDir, { recursive: true });
+  await writeFile(
+    join(cniConfDir, '10-test.conflist'),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: `knode-t-${env.rand}`,
+      plugins: [{ type: 'bridge', bridge: `kt-${env.rand}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: join(env.tmp, 'cni', 'ipam') } }],
+    }),
+  );
+  return cniConfDir;
+}

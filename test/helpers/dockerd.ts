@@ -14,8 +14,10 @@ import { createReadStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import { imageArchive, type ImageName } from '../../lab/paths.js';
-import { waitFor, type TestEnv } from './containerd.js';
+import { createDockerRuntime, type DockerRuntime } from '../../agent/runtime/docker/client.js';
+import { createLogger } from '../../lib/log.js';
+import { imageArchive, imageRefs, type ImageName } from '../../lab/paths.js';
+import { waitFor, writeBridgeConflist, type TestEnv } from './containerd.js';
 
 export interface TestDockerd {
   dir: string;
@@ -77,4 +79,27 @@ export async function startDockerd(env: TestEnv, options: { name?: string; cgrou
       }
     },
   };
+}
+
+/**
+ * A throw-away dockerd (its containers under the cgroup `/knode-t-<rand>`, removed at teardown)
+ * with the lab images, and the agent's Docker backend on it, whose CNI (the reference bridge +
+ * host-local over `subnet`) runs inside the test's namespace.
+ */
+export async function startDockerRuntime(env: TestEnv, o: { subnet: string; component: string; requestTimeoutMs?: number }): Promise<{ rt: DockerRuntime; cgroupParent: string }> {
+  const cgroupParent = `/knode-t-${env.rand}`;
+  env.cleanupCgroup(cgroupParent);
+  const cniConfDir = await writeBridgeConflist(env, o.subnet);
+  const dockerd = await startDockerd(env, { cgroupParent });
+  await dockerd.loadImages(['pause', 'app']);
+  const rt = createDockerRuntime({
+    endpoint: dockerd.endpoint,
+    requestTimeoutMs: o.requestTimeoutMs ?? 60_000,
+    network: { confDir: cniConfDir, binDir: '/usr/lib/cni', hostNetns: env.netnsPath },
+    stateDir: join(env.tmp, 'state'),
+    sandboxImage: imageRefs.pause,
+    cgroupParent,
+    logger: createLogger({ component: o.component, level: 'warn' }),
+  });
+  return { rt, cgroupParent };
 }

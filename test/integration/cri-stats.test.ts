@@ -15,11 +15,9 @@
  * the namespace and the temp dir.
  */
 import t from 'tap';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { createCriRuntime } from '../../agent/runtime/cri/client.js';
 import { createLogger } from '../../lib/log.js';
-import { createTestEnv, startContainerd } from '../helpers/containerd.js';
+import { createTestEnv, startContainerd, writeBridgeConflist } from '../helpers/containerd.js';
 import { statsPodTest } from '../helpers/kubelet-stats.js';
 import { requireLabImages } from '../helpers/lab-images.js';
 
@@ -30,20 +28,11 @@ if (process.getuid?.() !== 0) {
 requireLabImages(['oci']);
 
 const env = await createTestEnv(t, 'cri-stats');
-const { rand, tmp } = env;
+const { rand } = env;
 const cgroupParent = `/knode-t-${rand}`;
 env.cleanupCgroup(cgroupParent);
 env.cleanupCniCache(`knode-t-${rand}`);
-const cniConfDir = join(tmp, 'cni', 'net.d');
-await mkdir(cniConfDir, { recursive: true });
-await writeFile(
-  join(cniConfDir, '10-test.conflist'),
-  JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `knode-t-${rand}`,
-    plugins: [{ type: 'bridge', bridge: `kt-${rand}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.253.3.0/24' }]], dataDir: join(tmp, 'cni', 'ipam') } }],
-  }),
-);
+const cniConfDir = await writeBridgeConflist(env, '10.253.3.0/24');
 const containerd = await startContainerd(env, { cri: { cniConfDir } });
 await containerd.importImages(['pause', 'app']);
 const rt = createCriRuntime({ endpoint: `unix://${containerd.socket}`, requestTimeoutMs: 60_000, logger: createLogger({ component: 'cri-stats-test', level: 'warn' }) });

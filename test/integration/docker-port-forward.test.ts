@@ -23,20 +23,17 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
-import { createDockerRuntime } from '../../agent/runtime/docker/client.js';
 import type { PodSandboxConfig } from '../../agent/runtime/types.js';
 import { serveDirectPortForward, webSocketTransport } from '../../agent/server/direct-streaming.js';
 import { SpdyClient } from '../../agent/server/spdy.js';
-import { createLogger } from '../../lib/log.js';
 import { imageArchive, imageRefs } from '../../lab/paths.js';
 import { createTestEnv } from '../helpers/containerd.js';
-import { startDockerd } from '../helpers/dockerd.js';
+import { startDockerRuntime } from '../helpers/dockerd.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root');
@@ -66,29 +63,7 @@ function rssMB(): number {
 
 const env = await createTestEnv(t, 'docker-pf');
 const { rand, tmp } = env;
-const cgroupParent = `/knode-t-${rand}`;
-env.cleanupCgroup(cgroupParent);
-const cniConfDir = join(tmp, 'cni', 'net.d');
-await mkdir(cniConfDir, { recursive: true });
-await writeFile(
-  join(cniConfDir, '10-test.conflist'),
-  JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `knode-t-${rand}`,
-    plugins: [{ type: 'bridge', bridge: `kt-${rand}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.253.1.0/24' }]], dataDir: join(tmp, 'cni', 'ipam') } }],
-  }),
-);
-const dockerd = await startDockerd(env, { cgroupParent });
-await dockerd.loadImages(['pause', 'app']);
-const rt = createDockerRuntime({
-  endpoint: dockerd.endpoint,
-  requestTimeoutMs: 60_000,
-  network: { confDir: cniConfDir, binDir: '/usr/lib/cni', hostNetns: env.netnsPath },
-  stateDir: join(tmp, 'state'),
-  sandboxImage: imageRefs.pause,
-  cgroupParent,
-  logger: createLogger({ component: 'docker-pf-test', level: 'warn' }),
-});
+const { rt, cgroupParent } = await startDockerRuntime(env, { subnet: '10.253.1.0/24', component: 'docker-pf-test' });
 t.teardown(() => rt.close());
 
 const uid = `uid-${rand}`;

@@ -15,13 +15,8 @@
  * the namespace and the temp dir.
  */
 import t from 'tap';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { createDockerRuntime } from '../../agent/runtime/docker/client.js';
-import { createLogger } from '../../lib/log.js';
-import { imageRefs } from '../../lab/paths.js';
 import { createTestEnv } from '../helpers/containerd.js';
-import { startDockerd } from '../helpers/dockerd.js';
+import { startDockerRuntime } from '../helpers/dockerd.js';
 import { statsPodTest } from '../helpers/kubelet-stats.js';
 import { requireLabImages } from '../helpers/lab-images.js';
 
@@ -32,30 +27,7 @@ if (process.getuid?.() !== 0) {
 requireLabImages(['docker']);
 
 const env = await createTestEnv(t, 'docker-stats');
-const { rand, tmp } = env;
-const cgroupParent = `/knode-t-${rand}`;
-env.cleanupCgroup(cgroupParent);
-const cniConfDir = join(tmp, 'cni', 'net.d');
-await mkdir(cniConfDir, { recursive: true });
-await writeFile(
-  join(cniConfDir, '10-test.conflist'),
-  JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `knode-t-${rand}`,
-    plugins: [{ type: 'bridge', bridge: `kt-${rand}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.253.2.0/24' }]], dataDir: join(tmp, 'cni', 'ipam') } }],
-  }),
-);
-const dockerd = await startDockerd(env, { cgroupParent });
-await dockerd.loadImages(['pause', 'app']);
-const rt = createDockerRuntime({
-  endpoint: dockerd.endpoint,
-  requestTimeoutMs: 60_000,
-  network: { confDir: cniConfDir, binDir: '/usr/lib/cni', hostNetns: env.netnsPath },
-  stateDir: join(tmp, 'state'),
-  sandboxImage: imageRefs.pause,
-  cgroupParent,
-  logger: createLogger({ component: 'docker-stats-test', level: 'warn' }),
-});
+const { rt, cgroupParent } = await startDockerRuntime(env, { subnet: '10.253.2.0/24', component: 'docker-stats-test' });
 t.teardown(() => rt.close());
 
 await statsPodTest({ env, rt, runtimeName: 'docker', cgroupParent, ipPattern: /^10\.253\.2\.\d+$/, settleMs: 60_000 });
