@@ -218,7 +218,9 @@ t.test('a pod source: updates start pods, deletionTimestamp terminates them', as
   await until('running', () => rt.running('app'));
   handlers!.onUpdate({ ...p, metadata: { ...p.metadata!, deletionTimestamp: new Date(), deletionGracePeriodSeconds: 0 } });
   await until('gone', () => (rt.sandboxes.size === 0 && rt.containers.size === 0 ? true : undefined));
-  t.equal(workers.get(p.metadata!.uid!), undefined, 'worker forgotten');
+  // The worker is dropped once its termination has finished (final status published), just after the runtime is empty.
+  await until('worker forgotten', () => (workers.get(p.metadata!.uid!) === undefined ? true : undefined));
+  t.pass('worker forgotten');
   t.equal(statuses.at(-1)?.containerStatuses?.[0]?.state?.terminated?.exitCode, 143, 'final status published');
   unsubscribe();
   t.equal(handlers, undefined);
