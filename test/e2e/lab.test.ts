@@ -16,6 +16,7 @@ import { dockerdArgs, dockerdPaths } from '../../lab/machines/dockerd.js';
 import { isLabNetnsName, labCgroupParent, labNode, stateFile, type RuntimeKind } from '../../lab/machines/layout.js';
 import { _internal } from '../../lab/machines/cleanup.js';
 import { renderTopology } from '../../lab/machines/topology.js';
+import { labCniBinDir } from '../../lab/machines/cni-plugins.js';
 import { controlPlanePaths } from '../../lab/machines/control-plane.js';
 
 const labScript = join(repoRoot, 'scripts/lab');
@@ -373,7 +374,7 @@ t.test('rendered runtime configuration', async (t) => {
   const toml = renderContainerdConfig(containerdPaths(node));
   t.match(toml, /^version = 2$/m, 'containerd config version 2');
   t.match(toml, `sandbox_image = "${imageRefs.pause}"`, 'sandbox image is the lab pause image');
-  t.match(toml, `bin_dir = "${join(labDataDir, 'cni', 'bin')}"`, 'knode\'s CNI plugins');
+  t.match(toml, `bin_dir = "${labCniBinDir(node)}"`, 'per-node CNI bin dir (launchers to the node\'s knode-cni-daemon)');
   t.match(toml, `conf_dir = "${join(labDataDir, 'node-1', 'cni', 'net.d')}"`, 'per-node CNI conf dir');
   t.match(toml, /SystemdCgroup = false/, 'cgroupfs');
   t.match(toml, /stream_server_address = "127.0.0.1"/, 'stream server on loopback');
