@@ -59,18 +59,19 @@ export function buildDaemon(): Promise<string> {
   return daemonBuilt;
 }
 
+/** Bundles one plugin entry (e.g. 'cni/bin/knode-portmap.ts') and writes its `exec node` wrapper into BIN_DIR. */
+export async function buildPlugin(name: string, entry: string): Promise<void> {
+  mkdirSync(BIN_DIR, { recursive: true });
+  const outfile = join(root, 'build', 'cni-test', `${name}.mjs`);
+  await bundle(entry, outfile);
+  const wrapper = join(BIN_DIR, name);
+  writeFileSync(wrapper, `#!/bin/sh\nexec node ${outfile} "$@"\n`);
+  chmodSync(wrapper, 0o755);
+}
+
 export function buildPlugins(): Promise<void> {
   built ??= (async () => {
-    mkdirSync(BIN_DIR, { recursive: true });
-    await Promise.all(
-      Object.entries(entries).map(async ([name, entry]) => {
-        const outfile = join(root, 'build', 'cni-test', `${name}.mjs`);
-        await bundle(entry, outfile);
-        const wrapper = join(BIN_DIR, name);
-        writeFileSync(wrapper, `#!/bin/sh\nexec node ${outfile} "$@"\n`);
-        chmodSync(wrapper, 0o755);
-      }),
-    );
+    await Promise.all(Object.entries(entries).map(([name, entry]) => buildPlugin(name, entry)));
   })();
   return built;
 }

@@ -5,14 +5,12 @@
 // portmap (/usr/lib/cni/portmap) rendering the very same nat table as knode-portmap, and each
 // one's DEL removing what the other set up.
 import t from 'tap';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { build } from 'esbuild';
-import { BIN_DIR, REFERENCE_DIR, buildPlugins, createNetns, deleteNetns, inNetns, runPlugin } from '../../cni/testing/harness.js';
+import { BIN_DIR, REFERENCE_DIR, buildDaemon, buildPlugin, buildPlugins, createNetns, deleteNetns, inNetns, runPlugin } from '../../cni/testing/harness.js';
 import type { Netns, PluginOutcome } from '../../cni/testing/harness.js';
 import { dnatChainName } from '../../cni/portmap.js';
 
@@ -21,30 +19,13 @@ if (process.getuid?.() !== 0) {
   process.exit(0);
 }
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** The harness bundles bridge/host-local/loopback; bundle the two plugins of this file the same way. */
+/** The harness bundles bridge/host-local/loopback; this file also needs portmap, flannel and the daemon. */
+let daemonBundle = '';
 async function buildMine(): Promise<void> {
   await buildPlugins();
-  const banner = "import { createRequire as __knodeCreateRequire } from 'node:module';\nconst require = __knodeCreateRequire(import.meta.url);";
-  for (const name of ['knode-portmap', 'knode-flannel', 'knode-cni-daemon']) {
-    const outfile = join(root, 'build', 'cni-test', name === 'knode-cni-daemon' ? 'knode-cni-daemon-pmfl.mjs' : `${name}.mjs`);
-    await build({
-      entryPoints: [join(root, 'cni', 'bin', `${name}.ts`)],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'esm',
-      external: ['koffi', 'netlink'],
-      banner: { js: banner },
-      logLevel: 'warning',
-    });
-    if (name === 'knode-cni-daemon') continue;
-    const wrapper = join(BIN_DIR, name);
-    writeFileSync(wrapper, `#!/bin/sh\nexec node ${outfile} "$@"\n`);
-    chmodSync(wrapper, 0o755);
-  }
+  await Promise.all(['knode-portmap', 'knode-flannel'].map((name) => buildPlugin(name, `cni/bin/${name}.ts`)));
+  daemonBundle = await buildDaemon();
 }
 
 await buildMine();
@@ -419,7 +400,7 @@ t.test('through knode-cni-daemon: knode-flannel ADD and knode-portmap ADD/DEL se
   const c = await e.ns();
   const socket = join(e.dir, 'cni.sock');
   const logs: string[] = [];
-  const daemon = spawn('nsenter', [`--net=${e.host.path}`, process.execPath, join(root, 'build', 'cni-test', 'knode-cni-daemon-pmfl.mjs'), '--socket', socket], {
+  const daemon = spawn('nsenter', [`--net=${e.host.path}`, process.execPath, daemonBundle, '--socket', socket], {
     env: { ...process.env, KNODE_LOG_LEVEL: 'debug' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
